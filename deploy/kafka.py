@@ -1,0 +1,164 @@
+"""The local Apache Kafka: jars from Maven Central into a cache, one KRaft broker+controller on 127.0.0.1:9092.
+
+The jars go to ``$XDG_CACHE_HOME/eventpipe/kafka-VERSION`` (default ``~/.cache``), outside the work tree, so a
+fresh clone on the same machine reuses them. Storage under ``.local/kafka/data`` is formatted once.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+from eventpipe.settings import Settings
+
+from . import procs
+from .procs import DeployError, Service, say
+
+FILES = Path(__file__).resolve().parent / "files"
+BROKER_PORT = 9092
+CONTROLLER_PORT = 9093
+
+
+def cache_dir(settings: Settings) -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "eventpipe" / f"kafka-{settings.kafka_version}"
+
+
+def libs(settings: Settings) -> Path:
+    """The directory of Kafka's jars, fetching them with Maven the first time. Blocks; raises DeployError."""
+    target = cache_dir(settings) / "libs"
+    if (target / ".complete").exists():
+        return target
+    if shutil.which("java") is None:
+        raise DeployError("Kafka needs Java 17+, and `java` is not on PATH. Install it (apt-get install "
+                          "openjdk-17-jre-headless), or point EVENTPIPE_KAFKA_BOOTSTRAP at an existing Kafka.")
+    if shutil.which("mvn") is None:
+        raise DeployError("Fetching Kafka needs Maven, and `mvn` is not on PATH. Install it (apt-get install maven), "
+                          "or point EVENTPIPE_KAFKA_BOOTSTRAP at an existing Kafka.")
+    staging = target.with_name("libs.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    say(f"kafka: fetching Apache Kafka {settings.kafka_version} jars from Maven Central into {target.parent} "
+        "(once; about 90 jars)")
+    log = target.parent / "maven.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        rc = subprocess.call(
+            ["mvn", "-B", "-q", "-f", str(FILES / "kafka-pom.xml"), "dependency:copy-dependencies",
+             f"-Dkafka.version={settings.kafka_version}", f"-DoutputDirectory={staging}", "-DincludeScope=runtime"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if rc != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-10:])
+        raise DeployError(f"kafka: Maven could not fetch Kafka {settings.kafka_version} (exit {rc}; log {log}):\n"
+                          f"{tail}\nCheck that Maven Central is reachable and EVENTPIPE_KAFKA_VERSION names a release, "
+                          "or point EVENTPIPE_KAFKA_BOOTSTRAP at an existing Kafka.")
+    jars = list(staging.glob("*.jar"))
+    if not any(j.name.startswith("kafka_2.13-") for j in jars):
+        raise DeployError(f"kafka: Maven finished but no kafka_2.13 jar is in {staging}")
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    (target / ".complete").write_text(f"{len(jars)} jars\n")
+    say(f"kafka: fetched {len(jars)} jars")
+    return target
+
+
+def _home(settings: Settings) -> Path:
+    return settings.home_path / "kafka"
+
+
+def java_command(settings: Settings, main_class: str, *args: str, heap: str = "256m") -> list[str]:
+    """A java command line running one of Kafka's main classes (tools included) with the cached jars.
+
+    Call ``libs(settings)`` first to make sure the jars are there."""
+    return ["java", f"-Xmx{heap}", "-cp", str(cache_dir(settings) / "libs" / "*"),
+            f"-Dlog4j2.configurationFile={FILES / 'kafka-log4j2.properties'}",
+            f"-Dkafka.logs.dir={_home(settings) / 'logs'}", main_class, *args]
+
+
+def _write_config(settings: Settings) -> Path:
+    home = _home(settings)
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    config = home / "server.properties"
+    config.write_text(f"""# Written by deploy/kafka.py — single node, KRaft, loopback only.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{CONTROLLER_PORT}
+listeners=PLAINTEXT://127.0.0.1:{BROKER_PORT},CONTROLLER://127.0.0.1:{CONTROLLER_PORT}
+advertised.listeners=PLAINTEXT://127.0.0.1:{BROKER_PORT}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs={home / 'data'}
+num.partitions={settings.topic_partitions}
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=12
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+log.retention.hours=168
+""")
+    return config
+
+
+def _format_once(settings: Settings, config: Path) -> None:
+    data = _home(settings) / "data"
+    if (data / "meta.properties").exists():
+        return
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    say(f"kafka: formatting storage in {data} (cluster {cluster_id})")
+    out = subprocess.run(java_command(settings, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                                      "-c", str(config)), capture_output=True, text=True)
+    if out.returncode != 0:
+        raise DeployError(f"kafka: formatting storage failed:\n{out.stdout}{out.stderr}")
+
+
+def answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
+    """True when a broker at ``bootstrap`` answers a metadata request."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
+                                 bootstrap_timeout_ms=int(timeout_s * 1000))
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+def service(settings: Settings) -> Service:
+    config = _home(settings) / "server.properties"
+    return Service(
+        name="kafka",
+        argv=java_command(settings, "kafka.Kafka", str(config), heap=settings.kafka_heap),
+        run_dir=settings.home_path / "run", log_file=_home(settings) / "logs" / "stdout.log",
+        marker=str(config), ready=lambda: answers(settings.kafka_bootstrap),
+        ports=(BROKER_PORT, CONTROLLER_PORT), stop_timeout_s=45.0,
+        what_to_do="point EVENTPIPE_KAFKA_BOOTSTRAP at a running Kafka to use it instead")
+
+
+def start(settings: Settings) -> bool:
+    """Fetch, configure, format and start the local broker; True if started now. Raises DeployError."""
+    libs(settings)
+    config = _write_config(settings)
+    _format_once(settings, config)
+    return procs.start(service(settings))
+
+
+def stop(settings: Settings) -> bool:
+    return procs.stop(service(settings))
+
+
+def is_running(settings: Settings) -> bool:
+    return procs.running_pid(service(settings)) is not None

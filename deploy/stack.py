@@ -1,0 +1,174 @@
+"""The whole local stack: infrastructure (Kafka, ClickHouse, topics, tables) and the eventpipe processes.
+
+``up`` is idempotent (what runs is left alone); ``down`` stops exactly what the pid files name; a service whose
+address points elsewhere (EVENTPIPE_KAFKA_BOOTSTRAP / EVENTPIPE_CLICKHOUSE_HOST) is used, never started.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from eventpipe.settings import Settings
+
+from . import clickhouse, kafka, procs
+from .migrate import migrate
+from .procs import DeployError, Service, say
+from .topics import ensure_topics
+
+WORKERS = ("events", "sessions", "joins", "deadletters")
+SEED_BATCH = [
+    {"action": "START", "type": "APPSTART", "timestamp": 1365772427, "session": "8nc92io9q",
+     "entities": [{"key": "app", "value": "BigBrother"}, {"key": "package", "value": "de.thues.bigbrother"}]},
+    {"action": "END", "type": "APPSTART", "timestamp": 1365772533, "session": "8nc92io9q",
+     "entities": [{"key": "app", "value": "BigBrother"}, {"key": "package", "value": "de.thues.bigbrother"}]},
+]
+
+
+def infra_up(settings: Settings) -> list[str]:
+    """Kafka and ClickHouse up (local ones started if needed), topics and tables created.
+
+    Returns the names of the services started now, so a caller (``make test``) can stop just those.
+    On failure stops what it started and raises DeployError.
+    """
+    started: list[str] = []
+    try:
+        if settings.local_kafka:
+            if kafka.start(settings):
+                started.append("kafka")
+        else:
+            say(f"kafka: using external {settings.kafka_bootstrap}")
+            if not kafka.answers(settings.kafka_bootstrap, timeout_s=10):
+                raise DeployError(f"kafka: no broker answers at EVENTPIPE_KAFKA_BOOTSTRAP={settings.kafka_bootstrap}")
+        if settings.local_clickhouse:
+            if clickhouse.start(settings):
+                started.append("clickhouse")
+        else:
+            say(f"clickhouse: using external {settings.clickhouse_host}:{settings.clickhouse_port}")
+        ensure_topics(settings)
+        migrate(settings)
+    except BaseException:
+        stop_services(settings, started)
+        raise
+    return started
+
+
+def stop_services(settings: Settings, names: list[str]) -> None:
+    for name in reversed(names):
+        {"kafka": kafka.stop, "clickhouse": clickhouse.stop}[name](settings)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def gateway_service(settings: Settings) -> Service:
+    return Service(
+        name="gateway", argv=[sys.executable, "-m", "ingest_gateway", "serve"],
+        run_dir=settings.home_path / "run", log_file=settings.home_path / "logs" / "gateway.log",
+        marker="ingest_gateway serve", ready=lambda: _http_ok(f"http://{settings.http_host}:{settings.http_port}/healthz"),
+        ports=(settings.http_port,), ready_timeout_s=30, stop_timeout_s=20,
+        what_to_do="set EVENTPIPE_HTTP_PORT to another port")
+
+
+def worker_service(settings: Settings, worker: str) -> Service:
+    port = settings.consumer_metrics_port + WORKERS.index(worker)
+    return Service(
+        name=f"consumer-{worker}", argv=[sys.executable, "-m", "consumers", worker],
+        run_dir=settings.home_path / "run", log_file=settings.home_path / "logs" / f"consumer-{worker}.log",
+        marker=f"consumers {worker}", ready=lambda: _http_ok(f"http://127.0.0.1:{port}/metrics"),
+        ports=(port,), env={"EVENTPIPE_CONSUMER_METRICS_PORT": str(port)}, ready_timeout_s=60, stop_timeout_s=30,
+        what_to_do="set EVENTPIPE_CONSUMER_METRICS_PORT to another base port")
+
+
+def app_services(settings: Settings) -> list[Service]:
+    return [gateway_service(settings), *(worker_service(settings, w) for w in WORKERS)]
+
+
+def demo_key(settings: Settings) -> str:
+    """The demo account's API key, created once and kept in HOME/demo_api_key."""
+    path = settings.home_path / "demo_api_key"
+    subprocess.run([sys.executable, "-m", "ingest_gateway", "keys", "ensure-demo", str(path)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return path.read_text().strip()
+
+
+def seed_curl(settings: Settings, key: str) -> str:
+    data = json.dumps(SEED_BATCH, separators=(",", ":"))
+    return (f"curl -s http://{settings.http_host}:{settings.http_port}/v3/events "
+            f"--data-urlencode {shlex.quote('apikey=' + key)} --data-urlencode {shlex.quote('data=' + data)}")
+
+
+def up(settings: Settings) -> None:
+    """``make run``: infrastructure, demo key, gateway and the four workers. Raises DeployError."""
+    infra_up(settings)
+    key = demo_key(settings)
+    started: list[Service] = []
+    try:
+        for svc in app_services(settings):
+            if procs.start(svc):
+                started.append(svc)
+    except BaseException:
+        for svc in reversed(started):
+            procs.stop(svc)
+        raise
+    say("eventpipe is up. Send the seed batch:")
+    print(seed_curl(settings, key), flush=True)
+    say(f"then query: clickhouse-client -d {settings.clickhouse_database} "
+        "-q \"SELECT * FROM sessions_final FORMAT Vertical\"  (more in docs/queries.sql); stop with `make stop`")
+
+
+def down(settings: Settings) -> None:
+    """``make stop``: stop every process eventpipe started (by pid file), apps first."""
+    stopped = [svc.name for svc in reversed(app_services(settings)) if procs.stop(svc)]
+    if kafka.stop(settings):
+        stopped.append("kafka")
+    if clickhouse.stop(settings):
+        stopped.append("clickhouse")
+    say(f"stopped: {', '.join(stopped)}" if stopped else "nothing of eventpipe's was running")
+
+
+def status(settings: Settings) -> int:
+    """``make status``: one line per service. Returns 0 if everything expected is up, else 1."""
+    ok = True
+    rows = []
+    for name, local, svc, check in (
+        ("kafka", settings.local_kafka, kafka.service(settings), lambda: kafka.answers(settings.kafka_bootstrap)),
+        ("clickhouse", settings.local_clickhouse, clickhouse.service(settings), lambda: clickhouse.answers(settings)),
+    ):
+        if not local:
+            answering = check()
+            ok &= answering
+            rows.append((name, "external", "-", "answering" if answering else "NOT ANSWERING"))
+            continue
+        pid = procs.running_pid(svc)
+        answering = pid is not None and check()
+        ok &= answering
+        rows.append((name, "running" if pid else "stopped", str(pid or "-"), "ready" if answering else "-"))
+    for svc in app_services(settings):
+        pid = procs.running_pid(svc)
+        ready = pid is not None and svc.ready()
+        ok &= ready
+        rows.append((svc.name, "running" if pid else "stopped", str(pid or "-"), "ready" if ready else "-"))
+    for row in rows:
+        print(f"{row[0]:<22} {row[1]:<9} pid {row[2]:<8} {row[3]}")
+    return 0 if ok else 1
+
+
+def run_tests(settings: Settings, pytest_args: list[str]) -> int:
+    """``make test``: bring up what the suite needs, run pytest, stop what was started here."""
+    started = infra_up(settings)
+    if started:
+        say(f"started for this test run: {', '.join(started)} (stopped again afterwards)")
+    try:
+        return subprocess.call([sys.executable, "-m", "pytest", *pytest_args], cwd=Path(__file__).resolve().parent.parent)
+    finally:
+        stop_services(settings, started)

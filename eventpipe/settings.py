@@ -1,0 +1,157 @@
+"""The one settings object of every eventpipe process.
+
+Everything configurable is an ``EVENTPIPE_*`` environment variable read here, once, by ``Settings.from_env()``;
+nothing else in the code base reads ``os.environ``.  The README's configuration table is generated from
+``FIELDS`` below (``python -m eventpipe.settings``), so the documentation cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """An ``EVENTPIPE_*`` variable has a value of the wrong form (invalid input: fix the environment)."""
+
+
+def _var(name: str, default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"env": "EVENTPIPE_" + name, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- where things live ---------------------------------------------------------------------------------
+    home: str = _var("HOME", str(REPO_ROOT / ".local"), "Data, logs, pid files and keys of the local stack.")
+    # --- Kafka ---------------------------------------------------------------------------------------------
+    kafka_bootstrap: str = _var(
+        "KAFKA_BOOTSTRAP", "127.0.0.1:9092",
+        "Kafka bootstrap servers. Any value other than the default means an external Kafka: nothing is started.")
+    kafka_version: str = _var("KAFKA_VERSION", "4.3.1", "Apache Kafka version fetched from Maven Central.")
+    kafka_heap: str = _var("KAFKA_HEAP", "1g", "Java heap of the local Kafka broker.")
+    topic_prefix: str = _var("TOPIC_PREFIX", "eventpipe", "Topics are PREFIX.events, PREFIX.joins, PREFIX.deadletter.")
+    topic_partitions: int = _var("TOPIC_PARTITIONS", 6, "Partition count of the topics eventpipe creates.")
+    # --- ClickHouse ----------------------------------------------------------------------------------------
+    clickhouse_host: str = _var(
+        "CLICKHOUSE_HOST", "127.0.0.1",
+        "ClickHouse server. Any value other than the default means an external server: nothing is started.")
+    clickhouse_port: int = _var("CLICKHOUSE_PORT", 9000, "ClickHouse native protocol port.")
+    clickhouse_http_port: int = _var("CLICKHOUSE_HTTP_PORT", 8123, "HTTP port of the local ClickHouse server.")
+    clickhouse_user: str = _var("CLICKHOUSE_USER", "default", "ClickHouse user.")
+    clickhouse_password: str = _var("CLICKHOUSE_PASSWORD", "", "ClickHouse password.")
+    clickhouse_database: str = _var("CLICKHOUSE_DATABASE", "eventpipe", "Database holding eventpipe's tables.")
+    # --- gateway -------------------------------------------------------------------------------------------
+    http_host: str = _var("HTTP_HOST", "127.0.0.1", "Address the gateway listens on.")
+    http_port: int = _var("HTTP_PORT", 8080, "Port the gateway listens on.")
+    gateway_workers: int = _var("GATEWAY_WORKERS", 2, "Gateway worker processes.")
+    gateway_threads: int = _var("GATEWAY_THREADS", 8, "Threads per gateway worker process.")
+    publish_timeout_s: float = _var("PUBLISH_TIMEOUT_S", 5.0, "Longest wait for Kafka to acknowledge a batch (then 503).")
+    max_body_bytes: int = _var("MAX_BODY_BYTES", 10 * 1024 * 1024, "Largest request body accepted (then 413).")
+    max_events: int = _var("MAX_EVENTS", 10_000, "Most events (or join records) in one request (then 413).")
+    max_entities: int = _var("MAX_ENTITIES", 1_000, "Most entities in one event.")
+    max_string_chars: int = _var("MAX_STRING_CHARS", 65_536, "Longest entity key or JSON text of an entity value.")
+    max_json_depth: int = _var("MAX_JSON_DEPTH", 32, "Deepest nesting of an entity value.")
+    event_types_file: str = _var(
+        "EVENT_TYPES_FILE", str(REPO_ROOT / "config" / "event_types.txt"), "The fixed set of v3 event types.")
+    keys_file: str = _var("KEYS_FILE", "", "Key store (hashed API keys); default HOME/keys.json.")
+    # --- consumers -----------------------------------------------------------------------------------------
+    batch_rows: int = _var("BATCH_ROWS", 10_000, "A consumer writes to ClickHouse after this many rows...")
+    batch_seconds: float = _var("BATCH_SECONDS", 1.0, "...or after this many seconds, whichever comes first.")
+    session_timeout_s: int = _var("SESSION_TIMEOUT_S", 86_400, "Event-time seconds after START without END: timed_out.")
+    orphan_grace_s: int = _var("ORPHAN_GRACE_S", 3_600, "Event-time seconds an UPDATE/END waits for its START: orphan.")
+    consumer_metrics_port: int = _var(
+        "CONSUMER_METRICS_PORT", 9101, "First /metrics port of the workers (events, sessions, joins, deadletters "
+        "take this +0..3 under `make run`; 0 picks a free port).")
+    consumer_session_timeout_ms: int = _var(
+        "CONSUMER_SESSION_TIMEOUT_MS", 10_000, "Kafka group session timeout of the workers: how soon the "
+        "partitions of a worker that died (kill -9) move to the others.")
+    log_level: str = _var("LOG_LEVEL", "INFO", "Log level of every process.")
+
+    # ---------------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Build the settings from ``environ`` (default ``os.environ``); keyword overrides win. Raises SettingsError."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f.metadata["env"])
+            if raw is None or raw == "":
+                continue
+            try:
+                values[f.name] = type(f.default)(raw)
+            except ValueError:
+                raise SettingsError(f"{f.metadata['env']}={raw!r} is not a valid {type(f.default).__name__}") from None
+        values.update(overrides)
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``EVENTPIPE_*`` variables, for starting another eventpipe process with them."""
+        return {f.metadata["env"]: str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    # --- derived values ------------------------------------------------------------------------------------
+    @property
+    def topic_events(self) -> str:
+        return f"{self.topic_prefix}.events"
+
+    @property
+    def topic_joins(self) -> str:
+        return f"{self.topic_prefix}.joins"
+
+    @property
+    def topic_deadletter(self) -> str:
+        return f"{self.topic_prefix}.deadletter"
+
+    @property
+    def topics(self) -> tuple[str, str, str]:
+        return (self.topic_events, self.topic_joins, self.topic_deadletter)
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home)
+
+    @property
+    def keys_path(self) -> Path:
+        return Path(self.keys_file) if self.keys_file else self.home_path / "keys.json"
+
+    @property
+    def local_kafka(self) -> bool:
+        """True when Kafka is ours to start (the bootstrap is the default loopback address)."""
+        return self.kafka_bootstrap == Settings.kafka_bootstrap
+
+    @property
+    def local_clickhouse(self) -> bool:
+        """True when ClickHouse is ours to start (the host is the default loopback address)."""
+        return self.clickhouse_host == Settings.clickhouse_host
+
+
+def markdown_table() -> str:
+    """The README's configuration table."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        if isinstance(default, str) and default.startswith(str(REPO_ROOT)):
+            default = "<repo>" + default[len(str(REPO_ROOT)):]
+        lines.append(f"| `{f.metadata['env']}` | `{default}` | {f.metadata['doc']} |")
+    return "\n".join(lines)
+
+
+README_BEGIN, README_END = "<!-- settings:begin -->", "<!-- settings:end -->"
+
+
+def write_readme(readme: Path = REPO_ROOT / "README.md") -> None:
+    """Replace the README's configuration table with the current one."""
+    text = readme.read_text()
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text(f"{head}{README_BEGIN}\n{markdown_table()}\n{README_END}{tail}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    write_readme() if "--write-readme" in sys.argv else print(markdown_table())
