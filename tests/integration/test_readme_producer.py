@@ -28,6 +28,6 @@ def test_the_readme_fastavro_producer_snippet(settings: Settings) -> None:
     found = []
     deadline = time.monotonic() + 30
     while not found and time.monotonic() < deadline:
-        found = [EVENT.decode(m.value) for m in consumer if m.key == b"billing\x1fa1b2c3d4e5\x1fAPPSTART"]
+        found = [EVENT.decode(m.value) for m in consumer if m.key == b'["billing","a1b2c3d4e5","APPSTART"]']
     consumer.close()
     assert found and found[0]["account_id"] == "billing" and found[0]["source"] == "kafka"
