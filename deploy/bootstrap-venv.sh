@@ -33,6 +33,9 @@ fi
 say "installing pinned dependencies from requirements.lock into .venv"
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.lock
-.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
+# The build backend is chatty about editable installs; keep its output unless it fails.
+if ! .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e . >.venv/install.log 2>&1; then
+  cat .venv/install.log >&2; say "ERROR: installing eventpipe into .venv failed (above)"; exit 1
+fi
 touch .venv/.installed
 say ".venv ready"
