@@ -47,7 +47,7 @@ def libs(settings: Settings) -> Path:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
         rc = subprocess.call(
-            ["mvn", "-B", "-q", "-f", str(FILES / "kafka-pom.xml"), "dependency:copy-dependencies",
+            ["mvn", "-B", "-q", "-Dstyle.color=never", "-f", str(FILES / "kafka-pom.xml"), "dependency:copy-dependencies",
              f"-Dkafka.version={settings.kafka_version}", f"-DoutputDirectory={staging}", "-DincludeScope=runtime"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     if rc != 0:

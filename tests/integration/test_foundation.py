@@ -109,3 +109,14 @@ def test_an_external_kafka_that_does_not_answer_is_a_clear_error(base_settings: 
     external = dataclasses.replace(base_settings, kafka_bootstrap="127.0.0.1:1")
     with pytest.raises(DeployError, match="no broker answers at EVENTPIPE_KAFKA_BOOTSTRAP=127.0.0.1:1"):
         infra_up(external)
+
+
+def test_a_kafka_version_maven_cannot_fetch_is_a_clear_error(base_settings: Settings, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from deploy import kafka
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    missing = dataclasses.replace(base_settings, kafka_version="0.0.404")
+    with pytest.raises(DeployError, match="(?s)Maven could not fetch Kafka 0.0.404.*EVENTPIPE_KAFKA_BOOTSTRAP"):
+        kafka.libs(missing)
+    assert not (tmp_path / "eventpipe" / "kafka-0.0.404" / "libs").exists()
