@@ -40,10 +40,12 @@ class Limits:
     max_entities: int = Settings.max_entities
     max_string_chars: int = Settings.max_string_chars
     max_json_depth: int = Settings.max_json_depth
+    max_future_s: int = Settings.max_future_s
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Limits":
-        return cls(settings.max_events, settings.max_entities, settings.max_string_chars, settings.max_json_depth)
+        return cls(settings.max_events, settings.max_entities, settings.max_string_chars, settings.max_json_depth,
+                   settings.max_future_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,10 +228,12 @@ def _check_entity(where: str, entity: Any, limits: Limits, fail) -> tuple[str, s
     return (key, text) if ok else None
 
 
-def validate_events(items: list[Any], types: frozenset[str], limits: Limits) -> tuple[list[V3Event], list[FieldError]]:
+def validate_events(items: list[Any], types: frozenset[str], limits: Limits,
+                    received_at_s: int | None = None) -> tuple[list[V3Event], list[FieldError]]:
     """Check every event of a batch. Returns (events, errors); the batch is acceptable only when errors is empty.
 
-    Also enforces that client ids are unique within the batch (two events with one id would silently become one).
+    Also enforces that client ids are unique within the batch (two events with one id would silently become one)
+    and, given the receive time, that no event lies more than ``limits.max_future_s`` in the future.
     """
     errors: list[FieldError] = []
     events: list[V3Event] = []
@@ -237,6 +241,11 @@ def validate_events(items: list[Any], types: frozenset[str], limits: Limits) -> 
     for index, raw in enumerate(items):
         event = _check_event(index, raw, types, limits, errors)
         if event is None:
+            continue
+        if received_at_s is not None and event.timestamp > received_at_s + limits.max_future_s:
+            errors.append(FieldError(index, "timestamp", "future",
+                                     f"timestamp {event.timestamp} is more than {limits.max_future_s} s after the "
+                                     f"time it was received ({received_at_s})"))
             continue
         if event.client_id is not None:
             first = seen_ids.setdefault(event.client_id, index)
@@ -306,7 +315,8 @@ def parse_start_date(value: str) -> int | None:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
-def validate_join_record(raw: Any, received_at_ms: int) -> JoinFields | Rejection:
+def validate_join_record(raw: Any, received_at_ms: int,
+                         max_future_s: int = Settings.max_future_s) -> JoinFields | Rejection:
     """Check one JoinEvents record (SPEC §1.2). Missing optional fields take their defaults."""
     if not isinstance(raw, dict):
         return Rejection("record:object", f"a record must be a JSON object, not {_json_type(raw)}")
@@ -339,6 +349,8 @@ def validate_join_record(raw: Any, received_at_ms: int) -> JoinFields | Rejectio
         return Rejection("StartDate:datetime", f"StartDate must be an ISO-8601 date-time, not {_short(start)}")
     elif not INT64_MIN <= start_ms <= INT64_MAX:
         return Rejection("StartDate:range", "StartDate is out of range")
+    elif start_ms > received_at_ms + max_future_s * 1000:
+        return Rejection("StartDate:future", f"StartDate is more than {max_future_s} s after the time it was received")
 
     interval = rec.get("joininterval")
     if interval is None:

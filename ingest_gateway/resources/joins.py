@@ -99,7 +99,7 @@ class ZidiumResource:
 
         Returns (messages, number of join records, rules of the ignored records).
         """
-        results = [validate_join_record(raw, received_at_ms) for raw in data]
+        results = [validate_join_record(raw, received_at_ms, self.settings.max_future_s) for raw in data]
         valid = [(raw, r) for raw, r in zip(data, results) if isinstance(r, JoinFields)]
         messages: list[Message] = []
         for (raw, fields), (canonical, n) in zip(valid, with_occurrences(raw_canonical(raw) for raw, _ in valid)):

@@ -97,7 +97,7 @@ class EventsResource:
         if len(items) > self.limits.max_events:
             raise TooLarge(f"the batch has {len(items)} events; the limit is {self.limits.max_events}")
 
-        events, errors = validate_events(items, self.event_types, self.limits)
+        events, errors = validate_events(items, self.event_types, self.limits, received_at_ms // 1000)
         messages: list[Message] = []
         if not errors:
             for index, (event, event_id) in enumerate(zip(events, event_ids(account, events))):

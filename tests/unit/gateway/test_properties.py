@@ -43,7 +43,7 @@ def fresh() -> tuple[falcon.testing.TestClient, FakePublisher]:
 @st.composite
 def valid_events(draw) -> dict:
     action = draw(st.sampled_from(["START", "UPDATE", "END"]))
-    ev = {"action": action, "type": "APPSTART", "timestamp": draw(st.integers(0, 99_999_999_999)),
+    ev = {"action": action, "type": "APPSTART", "timestamp": draw(st.integers(0, 1_700_000_000)),
           "entities": draw(st.lists(st.fixed_dictionaries({"key": st.text(min_size=1, max_size=20),
                                                            "value": json_values}), max_size=5))}
     if action == "END" or draw(st.booleans()):
@@ -142,7 +142,7 @@ guids = st.uuids().map(str)
 join_fields = st.fixed_dictionaries({"ComponentId": guids, "TypeId": guids}, optional={
     "EventId": guids | st.none(),
     "JoinKey": st.integers(-(2**63), 2**63 - 1),
-    "StartDate": st.datetimes(timezones=st.just(__import__("datetime").timezone.utc)).map(
+    "StartDate": st.datetimes(max_value=__import__("datetime").datetime(2023, 1, 1), timezones=st.just(__import__("datetime").timezone.utc)).map(
         lambda d: d.isoformat().replace("+00:00", "Z")),
     "JoinInterval": st.floats(min_value=0, max_value=1e9),
     "Importance": st.sampled_from(["Success", "warning", "ALARM", "Unknown", 0, 50, 100, 150]),
