@@ -1,0 +1,347 @@
+"""Session pairing (SPEC §3.1): a table of cases per rule, then properties checked with hypothesis."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from consumers.sessions import Change, SessionConfig, SessionEvent, SessionPairer, SessionRow, state_key
+
+T, G = 100, 20  # small timeout and grace keep the numbers readable
+CFG = SessionConfig(session_timeout_s=T, orphan_grace_s=G)
+R = T + G
+KEY = state_key("acc", "sess-0001", "APPSTART")
+
+
+def ev(action: str, ts: int, event_id: str | None = None, session: str = "sess-0001") -> SessionEvent:
+    return SessionEvent("acc", event_id or f"{action}@{ts}", action, "APPSTART", ts, session)
+
+
+def run(events: list[SessionEvent], machine: SessionPairer | None = None,
+        first_offset: int = 0) -> tuple[SessionPairer, list[Change]]:
+    machine = SessionPairer(CFG) if machine is None else machine
+    changes: list[Change] = []
+    for offset, e in enumerate(events, first_offset):
+        changes.extend(machine.process(e, offset))
+    return machine, changes
+
+
+def final_rows(changes: list[Change], with_version: bool = False) -> dict[str, tuple]:
+    """What ``sessions_final`` shows: the last row written per key."""
+    rows: dict[str, tuple] = {}
+    for c in changes:
+        if c.row is not None:
+            row = c.row if with_version else replace(c.row, row_version=0)
+            rows[c.key] = row
+    return rows
+
+
+def last_row(changes: list[Change]) -> SessionRow:
+    return [c.row for c in changes if c.row is not None][-1]
+
+
+def summary(row: SessionRow) -> tuple:
+    return row.status, row.start_time, row.end_time, row.duration_s, row.update_count
+
+
+# --- pairing ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("events", "expected"), [
+    pytest.param([ev("START", 10)], ("open", 10, None, None, 0), id="open-visible-at-once"),
+    pytest.param([ev("START", 10), ev("UPDATE", 20), ev("UPDATE", 30), ev("END", 50)],
+                 ("closed", 10, 50, 40, 2), id="in-order"),
+    pytest.param([ev("END", 50), ev("UPDATE", 20), ev("START", 10)], ("closed", 10, 50, 40, 1), id="reversed"),
+    pytest.param([ev("UPDATE", 20), ev("END", 50), ev("START", 10)], ("closed", 10, 50, 40, 1), id="start-last"),
+    pytest.param([ev("START", 10), ev("UPDATE", 20, "u1"), ev("UPDATE", 25, "u1"), ev("UPDATE", 30, "u2")],
+                 ("open", 10, None, None, 2), id="update-counted-once-per-event-id"),
+    pytest.param([ev("START", 10), ev("START", 5, "other-start")], ("open", 5, None, None, 0),
+                 id="earliest-start-wins"),
+    pytest.param([ev("START", 10), ev("END", 40), ev("END", 60, "other-end")], ("closed", 10, 60, 50, 0),
+                 id="latest-end-wins"),
+    pytest.param([ev("START", 50), ev("END", 45)], ("closed", 50, 45, -5, 0), id="end-before-start-negative"),
+    pytest.param([ev("START", 10), ev("END", 10 + T - 1)], ("closed", 10, 10 + T - 1, T - 1, 0),
+                 id="end-just-within-timeout"),
+])
+def test_pairing(events: list[SessionEvent], expected: tuple) -> None:
+    _, changes = run(events)
+    assert summary(last_row(changes)) == expected
+    assert all(c.key == KEY for c in changes)
+
+
+def test_row_carries_the_pair_and_the_offset_as_version() -> None:
+    _, changes = run([ev("START", 10), ev("END", 20)])
+    assert changes[-1].row == SessionRow("acc", "APPSTART", "sess-0001", "closed", 10, 20, 10, 0, 1)
+
+
+def test_distinct_types_and_sessions_are_distinct_pairs() -> None:
+    m = SessionPairer(CFG)
+    m.process(ev("START", 10), 0)
+    m.process(SessionEvent("acc", "x", "START", "OTHER", 10, "sess-0001"), 1)
+    m.process(ev("START", 10, session="sess-0002"), 2)
+    m.process(SessionEvent("acc2", "y", "START", "APPSTART", 10, "sess-0001"), 3)
+    assert len(m) == 4
+
+
+# --- timeouts -----------------------------------------------------------------------------------------------------
+def test_timeout_is_judged_by_the_partition_watermark() -> None:
+    m, _ = run([ev("START", 10)])
+    assert m.process(ev("START", 10 + T - 1, session="other-01"), 1)[0].key != KEY  # watermark 109: still open
+    assert m.row(KEY).status == "open"
+    changes = m.process(ev("START", 10 + T, session="other-02"), 2)
+    mine = [c for c in changes if c.key == KEY]
+    assert len(mine) == 1 and summary(mine[0].row) == ("timed_out", 10, None, None, 0)
+    assert mine[0].row.row_version == 2  # the offset of the event that moved the watermark
+    assert mine[0].state is not None
+
+
+@pytest.mark.parametrize("order", ["start-first", "end-first"])
+def test_end_later_than_timeout_leaves_the_session_timed_out(order: str) -> None:
+    events = [ev("START", 10), ev("END", 10 + T + 5)]
+    if order == "end-first":
+        events.reverse()
+    _, changes = run(events)
+    assert summary(last_row(changes)) == ("timed_out", 10, 10 + T + 5, T + 5, 0)
+
+
+def test_timed_out_then_late_end_shows_the_end() -> None:
+    _, changes = run([ev("START", 10), ev("START", 10 + T + 1, session="other-01"), ev("END", 10 + T + 2)])
+    rows = [summary(c.row) for c in changes if c.key == KEY and c.row]
+    assert rows == [("open", 10, None, None, 0), ("timed_out", 10, None, None, 0),
+                    ("timed_out", 10, 10 + T + 2, T + 2, 0)]
+
+
+def test_end_exactly_at_timeout_is_timed_out() -> None:
+    _, changes = run([ev("START", 10), ev("END", 10 + T)])
+    assert last_row(changes).status == "timed_out"
+
+
+# --- orphans ------------------------------------------------------------------------------------------------------
+def test_end_without_start_is_invisible_then_orphan_after_grace() -> None:
+    m, changes = run([ev("END", 100)])
+    assert [c.row for c in changes] == [None] and changes[0].state is not None
+    assert m.row(KEY) is None
+    assert not [c for c in m.process(ev("START", 100 + G - 1, session="other-01"), 1) if c.key == KEY]
+    changes = [c for c in m.process(ev("START", 100 + G, session="other-02"), 2) if c.key == KEY]
+    assert summary(changes[0].row) == ("orphan", None, 100, None, 0) and changes[0].row.row_version == 2
+
+
+def test_update_only_orphan_counts_updates() -> None:
+    _, changes = run([ev("UPDATE", 100, "u1"), ev("UPDATE", 101, "u2"), ev("UPDATE", 100 + G)])
+    assert summary(last_row(changes)) == ("orphan", None, None, None, 3)
+
+
+def test_late_start_turns_an_orphan_into_a_closed_session() -> None:
+    _, changes = run([ev("END", 100), ev("UPDATE", 100 + G), ev("START", 90)])
+    rows = [summary(c.row) for c in changes if c.row]
+    assert rows == [("orphan", None, 100, None, 1), ("closed", 90, 100, 10, 1)]
+
+
+def test_orphan_grace_counts_from_the_earliest_event_of_the_key() -> None:
+    _, changes = run([ev("END", 100), ev("UPDATE", 95)])  # watermark 100 < 95 + 20
+    assert all(c.row is None for c in changes)
+    _, changes = run([ev("END", 100), ev("UPDATE", 80)])  # watermark 100 >= 80 + 20
+    assert summary(last_row(changes)) == ("orphan", None, 100, None, 1)
+
+
+# --- duplicates and replay ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dup", [ev("START", 10), ev("UPDATE", 20), ev("END", 50)], ids=["start", "update", "end"])
+def test_duplicate_delivery_changes_nothing(dup: SessionEvent) -> None:
+    m, _ = run([ev("START", 10), ev("UPDATE", 20), ev("END", 50)])
+    before = dict(m.snapshot())
+    assert m.process(dup, 10) == []
+    assert dict(m.snapshot()) == before
+
+
+def test_replay_at_an_applied_offset_is_skipped() -> None:
+    m, _ = run([ev("START", 10), ev("UPDATE", 20)])
+    assert m.process(ev("UPDATE", 30, "new-update"), 1) == []  # offset 1 already applied to the key
+    assert m.row(KEY).update_count == 1
+    assert m.process(ev("UPDATE", 30, "new-update"), 2)[0].row.update_count == 2
+
+
+def test_unknown_action_is_invalid_input() -> None:
+    with pytest.raises(ValueError, match="action"):
+        SessionEvent("acc", "id", "PAUSE", "APPSTART", 1, "sess-0001")
+
+
+# --- eviction and late events -------------------------------------------------------------------------------------
+def test_terminal_state_is_evicted_once_the_watermark_passes_last_plus_retention() -> None:
+    m, _ = run([ev("START", 10), ev("END", 50)])
+    assert not [c for c in m.process(ev("START", 50 + R - 1, session="other-01"), 2) if c.key == KEY]
+    changes = [c for c in m.process(ev("START", 50 + R, session="other-02"), 3) if c.key == KEY]
+    assert changes == [Change(KEY, None, None)]
+    assert len(m) == 2
+
+
+def test_timeout_and_eviction_in_one_jump_write_the_final_row_with_the_delete() -> None:
+    m, _ = run([ev("START", 10)])
+    changes = [c for c in m.process(ev("START", 10 + 10 * R, session="other-01"), 1) if c.key == KEY]
+    assert len(changes) == 1 and changes[0].state is None
+    assert summary(changes[0].row) == ("timed_out", 10, None, None, 0) and changes[0].row.row_version == 1
+
+
+def test_events_older_than_retention_are_dropped() -> None:
+    m, _ = run([ev("START", 10), ev("END", 50), ev("START", 50 + R, session="other-01")])
+    assert len(m) == 1  # the closed session is gone
+    assert m.process(ev("START", 10), 7) == []  # a replay or duplicate of it: too late, dropped
+    assert m.process(ev("UPDATE", 50, "fresh"), 8) == []  # timestamp + R <= watermark
+    assert m.dropped_late == 2 and len(m) == 1
+
+
+def test_reused_session_after_eviction_starts_afresh() -> None:
+    m, _ = run([ev("START", 10), ev("END", 50)])
+    changes = m.process(ev("START", 1000, "second-life"), 2)
+    assert changes[0].key == KEY and summary(changes[0].row) == ("open", 1000, None, None, 0)
+    assert changes[0].state is not None and len(m) == 1
+
+
+def test_memory_stays_bounded() -> None:
+    m = SessionPairer(CFG)
+    for i in range(2000):
+        m.process(ev("START", i, session=f"s{i:07d}"), 2 * i)
+        m.process(ev("END", i + 1, session=f"s{i:07d}"), 2 * i + 1)
+    assert len(m) <= R + 2
+
+
+# --- persistence ----------------------------------------------------------------------------------------------------
+def test_restore_reproduces_the_machine() -> None:
+    events = [ev("END", 100), ev("START", 10, session="s-open"), ev("UPDATE", 30, "u", session="s-open"),
+              ev("UPDATE", 101)]
+    m, _ = run(events)
+    copy = SessionPairer(CFG, m.watermark, [s for _, s in m.snapshot()])
+    assert dict(copy.snapshot()) == dict(m.snapshot()) and copy.watermark == m.watermark and len(copy) == len(m)
+    tail = [ev("START", 95), ev("START", 200, session="x-01"), ev("END", 60, session="s-open")]
+    assert run(tail, copy, 10)[1] == run(tail, m, 10)[1]
+
+
+def test_changes_carry_the_state_to_persist() -> None:
+    m = SessionPairer(CFG)
+    persisted: dict[str, bytes] = {}
+    for offset, e in enumerate([ev("START", 10), ev("UPDATE", 20), ev("START", 11, session="s2"),
+                                ev("START", 300, session="s3")]):
+        for c in m.process(e, offset):
+            if c.state is None:
+                persisted.pop(c.key, None)
+            else:
+                persisted[c.key] = c.state
+    assert persisted == dict(m.snapshot())
+
+
+@pytest.mark.parametrize("blob", [b"", b"\x02\x00\x00\x00\x00", b"\x01\x05\x00\x00\x00[1,2]", b"\x01\xff\xff\x00\x00x"])
+def test_corrupt_state_is_rejected(blob: bytes) -> None:
+    with pytest.raises(ValueError):
+        SessionPairer(CFG, 0, [blob])
+
+
+def test_config_rejects_non_positive_durations() -> None:
+    with pytest.raises(ValueError):
+        SessionConfig(session_timeout_s=0)
+
+
+# --- properties -----------------------------------------------------------------------------------------------------
+ACTIONS = st.sampled_from(["START", "UPDATE", "UPDATE", "END"])
+
+
+@st.composite
+def key_events(draw: st.DrawFn, n_keys: int = 6) -> list[SessionEvent]:
+    """Events of a few pairs; each pair's events span less than the timeout (see the module's retention note)."""
+    events: list[SessionEvent] = []
+    for k in range(draw(st.integers(1, n_keys))):
+        base = draw(st.integers(0, 400))
+        for i in range(draw(st.integers(1, 5))):
+            action = draw(ACTIONS)
+            ts = base + draw(st.integers(0, T - 1))
+            event_id = f"k{k}-{i}" if action == "UPDATE" and draw(st.booleans()) else f"k{k}-{action}-{ts}"
+            events.append(SessionEvent("acc", event_id, action, draw(st.sampled_from(["A", "B"])), ts, f"sess-{k:04d}"))
+    return events
+
+
+def reference(events: list[SessionEvent], watermark: int) -> dict[str, tuple]:
+    """The rows the set of events must produce, computed directly from SPEC §3.1 (watermark = the final one)."""
+    by_key: dict[str, list[SessionEvent]] = {}
+    for e in events:
+        by_key.setdefault(state_key(e.account_id, e.session, e.type), []).append(e)
+    rows = {}
+    for key, evs in by_key.items():
+        starts = [e.timestamp for e in evs if e.action == "START"]
+        ends = [e.timestamp for e in evs if e.action == "END"]
+        updates = len({e.event_id for e in evs if e.action == "UPDATE"})
+        first = min(e.timestamp for e in evs)
+        end = max(ends) if ends else None
+        if not starts:
+            if watermark >= first + G:
+                rows[key] = ("orphan", None, end, None, updates)
+            continue
+        start = min(starts)
+        if end is not None:
+            rows[key] = ("closed" if end - start < T else "timed_out", start, end, end - start, updates)
+        else:
+            rows[key] = ("open" if watermark < start + T else "timed_out", start, None, None, updates)
+    return rows
+
+
+def summaries(changes: list[Change]) -> dict[str, tuple]:
+    return {k: summary(r) for k, r in final_rows(changes).items()}
+
+
+def within_grace(events: list[SessionEvent], rnd: random.Random) -> list[SessionEvent]:
+    """An arrival order in which no event comes after the watermark passed its timestamp + grace."""
+    delayed = [(e.timestamp + rnd.randrange(G), i, e) for i, e in enumerate(events)]
+    return [e for _, _, e in sorted(delayed)]
+
+
+PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPS
+@given(key_events(), st.randoms(use_true_random=False))
+def test_shuffles_within_grace_give_the_reference_rows(events: list[SessionEvent], rnd: random.Random) -> None:
+    arrival = within_grace(events, rnd)
+    m, changes = run(arrival)
+    assert summaries(changes) == reference(events, m.watermark)
+    flush = SessionEvent("zz", "flush", "START", "A", m.watermark + 10 * R, "flush-000")
+    _, more = run([flush], m, len(arrival))
+    assert summaries(changes + more) == {**reference(events, flush.timestamp), **summaries(more)}
+    assert len(m) == 1  # everything but the flush key evicted
+
+
+@PROPS
+@given(key_events(), st.lists(st.integers(0, 10_000), max_size=8), st.randoms(use_true_random=False))
+def test_restore_points_do_not_change_the_result(events: list[SessionEvent], cuts: list[int],
+                                                 rnd: random.Random) -> None:
+    arrival = within_grace(events, rnd) + [SessionEvent("zz", "f", "START", "A", 10_000, "flush-000")]
+    whole, expected = run(arrival)
+    points = sorted({c % (len(arrival) + 1) for c in cuts})
+    m, changes, done = SessionPairer(CFG), [], 0
+    for point in points + [len(arrival)]:
+        for offset in range(done, point):
+            changes.extend(m.process(arrival[offset], offset))
+        done = point
+        m = SessionPairer(CFG, m.watermark, [s for _, s in m.snapshot()])  # crash and restore here
+        replay_from = rnd.randrange(point + 1)  # ... then replay from an older committed offset: a no-op
+        for offset in range(replay_from, point):
+            assert m.process(arrival[offset], offset) == []
+    assert changes == expected
+    assert dict(m.snapshot()) == dict(whole.snapshot())
+
+
+@PROPS
+@given(key_events(), st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 10_000)), max_size=10),
+       st.randoms(use_true_random=False))
+def test_duplicate_deliveries_do_not_change_the_rows(events: list[SessionEvent], dups: list[tuple[int, int]],
+                                                     rnd: random.Random) -> None:
+    arrival = within_grace(events, rnd)
+    with_dups = list(arrival)
+    for which, delay in dups:  # re-deliver an event any time after its first delivery
+        i = which % len(arrival)
+        position = with_dups.index(arrival[i]) + 1 + delay % (len(with_dups) - with_dups.index(arrival[i]))
+        with_dups.insert(position, arrival[i])
+    m1, clean = run(arrival)
+    m2, dirty = run(with_dups)
+    assert summaries(dirty) == summaries(clean)
+    live = {k for k, _ in m1.snapshot()}
+    assert {k for k, _ in m2.snapshot()} == live
+    assert all(m2.row(k) == m1.row(k) for k in live)
