@@ -13,6 +13,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from consumers.__main__ import METRICS_PORT_OFFSET
 from eventpipe.settings import Settings
 
 from . import clickhouse, kafka, procs
@@ -20,7 +21,7 @@ from .migrate import migrate
 from .procs import DeployError, Service, say
 from .topics import ensure_topics
 
-WORKERS = ("events", "sessions", "joins", "deadletters")
+WORKERS = tuple(METRICS_PORT_OFFSET)  # events, sessions, joins, deadletters
 SEED_BATCH = [
     {"action": "START", "type": "APPSTART", "timestamp": 1365772427, "session": "8nc92io9q",
      "entities": [{"key": "app", "value": "BigBrother"}, {"key": "package", "value": "de.thues.bigbrother"}]},
@@ -80,12 +81,12 @@ def gateway_service(settings: Settings) -> Service:
 
 
 def worker_service(settings: Settings, worker: str) -> Service:
-    port = settings.consumer_metrics_port + WORKERS.index(worker)
+    port = settings.consumer_metrics_port + METRICS_PORT_OFFSET[worker]
     return Service(
-        name=f"consumer-{worker}", argv=[sys.executable, "-m", "consumers", worker],
+        name=f"consumer-{worker}", argv=[sys.executable, "-m", "consumers", worker, "--metrics-port", str(port)],
         run_dir=settings.home_path / "run", log_file=settings.home_path / "logs" / f"consumer-{worker}.log",
         marker=f"consumers {worker}", ready=lambda: _http_ok(f"http://127.0.0.1:{port}/metrics"),
-        ports=(port,), env={"EVENTPIPE_CONSUMER_METRICS_PORT": str(port)}, ready_timeout_s=60, stop_timeout_s=30,
+        ports=(port,), ready_timeout_s=60, stop_timeout_s=30,
         what_to_do="set EVENTPIPE_CONSUMER_METRICS_PORT to another base port")
 
 
