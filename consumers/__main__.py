@@ -1,0 +1,64 @@
+"""``python -m consumers events|sessions|joins|deadletters`` — run one worker process.
+
+Each worker is its own consumer group (``PREFIX.events``, ``PREFIX.sessions``, …); start more processes of the
+same worker to scale out (Kafka partitions are the unit of parallelism). Configuration is the ``EVENTPIPE_*``
+environment (``eventpipe/settings.py``); the flags below override it for this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from eventpipe.settings import Settings, SettingsError
+
+from . import logs, metrics
+from .processors import WORKERS
+
+# `make run` (deploy/stack.py) gives the workers EVENTPIPE_CONSUMER_METRICS_PORT + these on one host
+METRICS_PORT_OFFSET = {"events": 0, "sessions": 1, "joins": 2, "deadletters": 3}
+log = logging.getLogger("consumers")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m consumers", description="Run one eventpipe worker (Kafka -> ClickHouse). Settings come "
+        "from the EVENTPIPE_* environment; these flags override them for this process.")
+    parser.add_argument("worker", choices=sorted(WORKERS))
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="/metrics port (default EVENTPIPE_CONSUMER_METRICS_PORT; 0: any free port; a busy port "
+                             "falls back to a free one, so more instances can share a host)")
+    parser.add_argument("--metrics-host", default="127.0.0.1",
+                        help="address of the /metrics server (default 127.0.0.1; 0.0.0.0 in a container)")
+    parser.add_argument("--batch-rows", type=int, default=None, help="override EVENTPIPE_BATCH_ROWS")
+    parser.add_argument("--batch-seconds", type=float, default=None, help="override EVENTPIPE_BATCH_SECONDS")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    overrides = {k: v for k, v in (("batch_rows", args.batch_rows), ("batch_seconds", args.batch_seconds))
+                 if v is not None}
+    try:
+        settings = Settings.from_env(**overrides)
+    except SettingsError as exc:
+        print(f"consumers: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(args.worker, settings.log_level)
+
+    # imported here so `--help` works without the I/O libraries
+    from .clickhouse_io import ClickHouseStore
+    from .kafka_io import DeadLetterPublisher
+    from .worker import Worker
+
+    port = settings.consumer_metrics_port if args.metrics_port is None else args.metrics_port
+    bound = metrics.serve(port, args.metrics_host)
+    log.info("metrics listening", extra={"port": bound, "url": f"http://{args.metrics_host}:{bound}/metrics"})
+    processor = WORKERS[args.worker](settings)
+    Worker(settings, processor, ClickHouseStore(settings), DeadLetterPublisher(settings)).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""The consumers' one ClickHouse boundary (the only consumers module importing clickhouse-driver).
+
+Every call blocks on the network. Failures are sorted into two kinds: ``Unavailable`` (transient — server down,
+restarting, overloaded, tables not there yet: the worker pauses and retries with backoff) and anything else
+(a bug, e.g. a row that does not fit its column: it propagates and the process crashes loudly).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Iterable, Sequence
+
+from clickhouse_driver import Client
+from clickhouse_driver.errors import Error as ClickHouseError
+from clickhouse_driver.errors import (NetworkError, PartiallyConsumedQueryError, ServerException,
+                                     SocketTimeoutError, UnexpectedPacketFromServerError,
+                                     UnknownPacketFromServerError)
+
+from eventpipe.settings import Settings
+
+from .errors import Unavailable
+from .state import CHECKPOINT_KEY, STATE_COLUMNS, Restored, restored_from_rows
+
+log = logging.getLogger(__name__)
+
+# Server error codes that mean "try again later", not "your query is wrong".
+TRANSIENT_CODES = {
+    60,   # UNKNOWN_TABLE: migrations not applied yet, or the server is still loading tables
+    81,   # UNKNOWN_DATABASE: ditto
+    159,  # TIMEOUT_EXCEEDED
+    202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+    209, 210,  # SOCKET_TIMEOUT, NETWORK_ERROR
+    241,  # MEMORY_LIMIT_EXCEEDED
+    242,  # TABLE_IS_READ_ONLY
+    252,  # TOO_MANY_PARTS
+    425,  # SYSTEM_ERROR
+}
+
+
+# The connection broke (server down, restarting, a half-read reply): reconnect and retry. Every other client-side
+# error (type mismatch, unknown type, ...) is a bug in the rows we built.
+TRANSPORT_ERRORS = (NetworkError, SocketTimeoutError, UnexpectedPacketFromServerError, UnknownPacketFromServerError,
+                    PartiallyConsumedQueryError, OSError, EOFError)
+
+
+class ClickHouseStore:
+    def __init__(self, settings: Settings) -> None:
+        self.database = settings.clickhouse_database
+        self.client = Client(host=settings.clickhouse_host, port=settings.clickhouse_port,
+                             user=settings.clickhouse_user, password=settings.clickhouse_password,
+                             database=settings.clickhouse_database, connect_timeout=3,
+                             send_receive_timeout=60, sync_request_timeout=5)
+
+    def _execute(self, query: str, params: object = None, **kwargs: object) -> list:
+        try:
+            return self.client.execute(query, params, **kwargs)
+        except (ClickHouseError, OSError, EOFError) as exc:
+            transient = (isinstance(exc, TRANSPORT_ERRORS)
+                         or isinstance(exc, ServerException) and exc.code in TRANSIENT_CODES)
+            if not transient:
+                raise  # bug: a query or row ClickHouse rejects for good
+            self.client.disconnect()  # transient: the next call reconnects
+            detail = " ".join(str(exc).split("Stack trace")[0].split())[:300]
+            raise Unavailable(f"{type(exc).__name__}: {detail}") from None
+
+    def insert(self, table: str, columns: Sequence[str], rows: list[tuple], one_block: bool = False) -> float:
+        """Insert rows in one INSERT (``one_block``: also in one block, so a table without a partition key gets
+        all of them in one part or none); returns seconds taken. Blocks; raises Unavailable."""
+        started = time.monotonic()
+        names = ", ".join(f"`{c}`" for c in columns)
+        settings = {"insert_block_size": max(1, len(rows))} if one_block else None
+        self._execute(f"INSERT INTO {table} ({names}) VALUES", rows, types_check=False, settings=settings)
+        return time.monotonic() - started
+
+    def write_state(self, group: str, topic: str, changes: Iterable[tuple[int, str, bytes | None, int]],
+                    checkpoints: dict[int, bytes], versions: dict[int, int]) -> float:
+        """One INSERT block of state rows ``(partition, key, state|None, version)`` and the partitions'
+        checkpoints — atomic, because ``consumer_state`` has no partition key. Blocks; raises Unavailable."""
+        rows = [(group, topic, p, key, state or b"", version, 1 if state is None else 0)
+                for p, key, state, version in changes]
+        rows += [(group, topic, p, CHECKPOINT_KEY, raw, versions[p], 0) for p, raw in checkpoints.items()]
+        return self.insert("consumer_state", STATE_COLUMNS, rows, one_block=True)
+
+    def load_state(self, group: str, topic: str, partition: int) -> Restored:
+        """The latest row per key of one partition. Blocks; raises Unavailable."""
+        rows = self._execute(
+            "SELECT key, argMax(state, version), argMax(deleted, version) FROM consumer_state "
+            "WHERE consumer_group = %(g)s AND topic = %(t)s AND partition = %(p)s "
+            "GROUP BY key HAVING argMax(deleted, version) = 0",
+            {"g": group, "t": topic, "p": partition}, settings={"strings_as_bytes": True})
+        return restored_from_rows(rows)
+
+    def close(self) -> None:
+        self.client.disconnect()

@@ -1,0 +1,302 @@
+"""What each worker does with one Kafka record — decode, check, apply — as plain code without I/O.
+
+A processor turns a ``Message`` into an ``Outcome``: rows for its ClickHouse table, at most one dead letter, and
+(for the stateful workers) the state changes to persist. It never talks to Kafka or ClickHouse; the worker loop
+(``consumers/worker.py``) does that. Which worker dead-letters what, so that each bad record lands in the
+dead-letter topic exactly once:
+
+* ``events`` (topic PREFIX.events) dead-letters undecodable and rule-breaking events;
+* ``sessions`` reads the same topic and skips those records (counted as ``invalid`` in its metrics);
+* ``joins`` (PREFIX.joins) dead-letters undecodable and rule-breaking join records;
+* ``deadletters`` writes every dead letter to ``dead_letters``; a dead letter that does not decode itself is
+  written as a row with that reason (never sent back to the topic, which would loop).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from eventpipe.codec import DEAD_LETTER, EVENT, JOIN_RECORD, DecodeError
+from eventpipe.settings import Settings
+
+from . import rules
+from .joins import JoinConfig, JoinRecord, JoinWindows
+from .sessions import SessionConfig, SessionEvent, SessionPairer
+from .state import Restored
+
+MAX_DATETIME = 2**32 - 1  # ClickHouse DateTime is UInt32 seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One Kafka record as the processors see it (kafka_io builds these)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    key: str
+    state: bytes | None  # None: evicted
+
+
+@dataclass(slots=True)
+class Outcome:
+    """``outcome`` labels the records metric; ``rows`` are ``(identity or None, row)`` — a batch keeps only the
+    last row of an identity (stateful workers), rows without one are all kept."""
+
+    outcome: str
+    rows: list[tuple[str | None, tuple]] = field(default_factory=list)
+    dead_letter: dict[str, Any] | None = None
+    changes: list[StateChange] = field(default_factory=list)
+
+
+class Processor(Protocol):
+    worker: str
+    topic: str
+    table: str
+    columns: tuple[str, ...]
+    stateful: bool
+
+    def handle(self, message: Message) -> Outcome: ...
+    def ready(self, partition: int) -> bool: ...
+    def assign(self, partition: int, restored: Restored) -> None: ...
+    def revoke(self, partition: int) -> None: ...
+    def watermark(self, partition: int) -> int: ...
+    def open_keys(self) -> int: ...
+
+
+def ms(value: datetime) -> int:
+    """Milliseconds since the epoch of an aware datetime (exact, no float rounding)."""
+    delta = value - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
+
+
+def seconds(value_ms: int) -> int:
+    """A DateTime column's value for milliseconds since the epoch (clamped to DateTime's range)."""
+    return min(max(value_ms // 1000, 0), MAX_DATETIME)
+
+
+def dead_letter(message: Message, reason: str, account_id: str | None = None) -> dict[str, Any]:
+    """The DEAD_LETTER record for a rejected Kafka record. ``received_at`` is the record's Kafka timestamp,
+    so a replay produces the identical dead letter (and the sink keeps one row)."""
+    return {
+        "received_at": datetime.fromtimestamp(message.timestamp_ms / 1000, tz=timezone.utc),
+        "source": "kafka", "topic": message.topic, "partition": message.partition, "offset": message.offset,
+        "account_id": account_id, "reason": reason,
+        "payload": base64.b64encode(message.value or b"").decode("ascii"),
+    }
+
+
+class NoState:
+    """Mixin of the stateless workers."""
+
+    stateful = False
+
+    def ready(self, partition: int) -> bool:
+        return True
+
+    def assign(self, partition: int, restored: Restored) -> None:
+        pass
+
+    def revoke(self, partition: int) -> None:
+        pass
+
+    def watermark(self, partition: int) -> int:
+        return 0
+
+    def open_keys(self) -> int:
+        return 0
+
+
+class EventsSink(NoState):
+    """PREFIX.events → ``events``: one row per event; the table de-duplicates by ``(account_id, event_id)``."""
+
+    worker = "events"
+    table = "events"
+    columns = ("account_id", "event_id", "action", "type", "event_time", "session", "entities.key",
+               "entities.value", "received_at", "received_at_ms", "source", "kafka_partition", "kafka_offset",
+               "row_version")
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.topic_events
+        self.types = rules.load_event_types(settings.event_types_file)
+        self.max_future_s = settings.max_future_s
+
+    def handle(self, message: Message) -> Outcome:
+        try:
+            event = EVENT.decode(message.value or b"")
+        except DecodeError as exc:  # invalid input: dead letter, move on
+            return Outcome("dead_letter", dead_letter=dead_letter(message, exc.reason))
+        reason = rules.check_event(event, self.types, self.max_future_s)
+        if reason is not None:
+            return Outcome("dead_letter", dead_letter=dead_letter(message, reason, event["account_id"]))
+        received_ms = ms(event["received_at"])
+        row = (event["account_id"], event["event_id"], event["action"], event["type"],
+               min(event["timestamp"], MAX_DATETIME), event["session"],
+               [e["key"] for e in event["entities"]], [rules.entity_text(e["value"]) for e in event["entities"]],
+               seconds(received_ms), received_ms, event["source"], message.partition, message.offset,
+               message.offset)
+        return Outcome("written", rows=[(None, row)])
+
+
+class DeadLetterSink(NoState):
+    """PREFIX.deadletter → ``dead_letters``; ``dedup_key`` hashes every field so a re-sent letter counts once."""
+
+    worker = "deadletters"
+    table = "dead_letters"
+    columns = ("received_at", "received_at_ms", "source", "topic", "partition", "offset", "account_id", "reason",
+               "payload", "dedup_key")
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.topic_deadletter
+
+    def handle(self, message: Message) -> Outcome:
+        try:
+            letter = DEAD_LETTER.decode(message.value or b"")
+            outcome = "written"
+        except DecodeError as exc:  # invalid input: keep it as a row of its own, never re-send it (loop)
+            letter = dead_letter(message, f"dead letter does not decode: {exc.reason}")
+            outcome = "undecodable"
+        received_ms = ms(letter["received_at"])
+        fields = (received_ms, letter["source"], letter["topic"], letter["partition"], letter["offset"],
+                  letter["account_id"], letter["reason"], letter["payload"])
+        key = hashlib.sha1(json.dumps(fields).encode()).hexdigest()
+        return Outcome(outcome, rows=[(None, (seconds(received_ms),) + fields + (key,))])
+
+
+class Stateful:
+    """Shared part of the sessions and joins workers: one machine per assigned partition."""
+
+    stateful = True
+
+    def __init__(self) -> None:
+        self.machines: dict[int, Any] = {}
+
+    def new_machine(self, watermark: int, states: tuple[bytes, ...]) -> Any:
+        raise NotImplementedError
+
+    def assign(self, partition: int, restored: Restored) -> None:
+        watermark = restored.checkpoint.watermark if restored.checkpoint else 0
+        self.machines[partition] = self.new_machine(watermark, restored.states)
+
+    def ready(self, partition: int) -> bool:
+        return partition in self.machines
+
+    def revoke(self, partition: int) -> None:
+        self.machines.pop(partition, None)
+
+    def watermark(self, partition: int) -> int:
+        return self.machines[partition].watermark
+
+    def open_keys(self) -> int:
+        return sum(len(m) for m in self.machines.values())
+
+    def apply(self, message: Message, item: Any, to_row: Any) -> Outcome:
+        machine = self.machines[message.partition]
+        late = machine.dropped_late
+        changes = machine.process(item, message.offset)
+        if machine.dropped_late != late:
+            return Outcome("dropped_late")  # older than the retention: in `events` only (see sessions.py/joins.py)
+        return Outcome(
+            "applied" if changes else "no_change",
+            rows=[to_row(c.row) for c in changes if c.row is not None],
+            changes=[StateChange(c.key, c.state) for c in changes])
+
+
+class SessionsWorker(Stateful):
+    """PREFIX.events → ``sessions`` through ``SessionPairer`` (SPEC §3.1)."""
+
+    worker = "sessions"
+    table = "sessions"
+    columns = ("account_id", "type", "session", "status", "start_time", "end_time", "duration_s", "update_count",
+               "row_version")
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.topic = settings.topic_events
+        self.types = rules.load_event_types(settings.event_types_file)
+        self.max_future_s = settings.max_future_s
+        self.config = SessionConfig(session_timeout_s=settings.session_timeout_s,
+                                    orphan_grace_s=settings.orphan_grace_s)
+
+    def new_machine(self, watermark: int, states: tuple[bytes, ...]) -> SessionPairer:
+        return SessionPairer(self.config, watermark, states)
+
+    def handle(self, message: Message) -> Outcome:
+        try:
+            event = EVENT.decode(message.value or b"")
+        except DecodeError:  # invalid input: the events worker dead-letters it
+            return Outcome("invalid")
+        if rules.check_event(event, self.types, self.max_future_s) is not None:
+            return Outcome("invalid")  # ditto
+        if event["session"] is None:
+            return Outcome("single_event")  # in `events` only (SPEC §3.1)
+        item = SessionEvent(account_id=event["account_id"], event_id=event["event_id"], action=event["action"],
+                            type=event["type"], timestamp=event["timestamp"], session=event["session"])
+        return self.apply(message, item, session_row)
+
+
+def session_row(row: Any) -> tuple[str, tuple]:
+    """``(identity, row)``: identity is the table's sorting key, so a batch keeps the last row per session."""
+    identity = f"{row.account_id}\x1f{row.type}\x1f{row.session}"
+    return identity, (row.account_id, row.type, row.session, row.status, row.start_time, row.end_time, row.duration_s,
+            row.update_count, row.row_version)
+
+
+class JoinsWorker(Stateful):
+    """PREFIX.joins → ``joined_events`` through ``JoinWindows`` (SPEC §3.2)."""
+
+    worker = "joins"
+    table = "joined_events"
+    columns = ("account_id", "event_id", "component_id", "type_id", "join_key", "importance", "start_time",
+               "end_time", "actual_time", "start_time_ms", "end_time_ms", "actual_time_ms", "count", "message",
+               "version", "records", "row_version")
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.topic = settings.topic_joins
+        self.max_future_s = settings.max_future_s
+        self.config = JoinConfig()
+
+    def new_machine(self, watermark: int, states: tuple[bytes, ...]) -> JoinWindows:
+        return JoinWindows(self.config, watermark, states)
+
+    def handle(self, message: Message) -> Outcome:
+        try:
+            record = JOIN_RECORD.decode(message.value or b"")
+        except DecodeError as exc:  # invalid input: dead letter, move on
+            return Outcome("dead_letter", dead_letter=dead_letter(message, exc.reason))
+        reason = rules.check_join_record(record, self.max_future_s)
+        start_ms = ms(record["start_date"])
+        if reason is None and not 0 <= start_ms <= MAX_DATETIME * 1000:
+            reason = "start_date: outside 1970-01-01 .. 2106-02-07"
+        if reason is not None:
+            return Outcome("dead_letter", dead_letter=dead_letter(message, reason, record["account_id"]))
+        item = JoinRecord(account_id=record["account_id"], record_id=record["record_id"], event_id=record["event_id"],
+                          component_id=record["component_id"], type_id=record["type_id"],
+                          join_key=record["join_key"], start_date=start_ms, join_interval=record["join_interval"],
+                          importance=record["importance"], count=record["count"], message=record["message"],
+                          version=record["version"])
+        return self.apply(message, item, joined_row)
+
+
+def joined_row(row: Any) -> tuple[str, tuple]:
+    """``(identity, row)``: identity is the table's sorting key, so a batch keeps the last row per joined event."""
+    identity = f"{row.account_id}\x1f{row.component_id}\x1f{row.type_id}\x1f{row.event_id}"
+    return identity, (row.account_id, row.event_id, row.component_id, row.type_id, row.join_key, row.importance,
+            seconds(row.start_time), seconds(row.end_time), seconds(row.actual_time),
+            max(row.start_time, 0), max(row.end_time, 0), max(row.actual_time, 0), row.count, row.message,
+            row.version, row.records, row.row_version)
+
+
+WORKERS = {"events": EventsSink, "sessions": SessionsWorker, "joins": JoinsWorker, "deadletters": DeadLetterSink}

@@ -1,0 +1,102 @@
+"""The rules of SPEC §1 re-checked on records read from Kafka — pure functions, no I/O.
+
+The gateway validates HTTP input before it publishes; direct producers inside the network write straight to
+the topics, so the consumers check the same rules again. A check returns ``None`` (the record is fine) or the
+reason, naming the field, that goes into the dead letter. Records that pass are also normalised the way the
+gateway would have (a join record's ``count < 1`` means 1).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from eventpipe.settings import Settings
+
+# A UNIX timestamp in seconds beyond this (year 5138) is almost surely milliseconds.
+MAX_SECONDS = 99_999_999_999
+SESSION_MIN, SESSION_MAX = 8, 20
+MAX_ID_CHARS = 255
+MAX_MESSAGE_CHARS = 8000
+MAX_VERSION_CHARS = 255
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def load_event_types(path: str) -> frozenset[str] | None:
+    """The configured set of v3 types (one per line, ``#`` comments); ``None`` when the file is missing."""
+    file = Path(path)
+    if not file.is_file():
+        return None
+    lines = (line.split("#", 1)[0].strip() for line in file.read_text().splitlines())
+    return frozenset(line for line in lines if line)
+
+
+def check_event(event: dict[str, Any], types: frozenset[str] | None,
+                max_future_s: int = Settings.max_future_s) -> str | None:
+    """The first rule a decoded v3 event breaks, or None.
+
+    An event more than ``max_future_s`` after its ``received_at`` is refused: its time would move the partition's
+    event-time watermark and time out every open session there (as the gateway refuses it too)."""
+    if not event["account_id"]:
+        return "account_id: empty"
+    if not event["event_id"] or len(event["event_id"]) > MAX_ID_CHARS:
+        return f"event_id: must be 1..{MAX_ID_CHARS} characters"
+    if types is not None and event["type"] not in types:
+        return f"type: {event['type'][:64]!r} is not one of the configured types"
+    ts = event["timestamp"]
+    if ts < 0:
+        return "timestamp: negative"
+    if ts > MAX_SECONDS:
+        return "timestamp: looks like milliseconds; UNIX seconds expected"
+    if ts > event["received_at"].timestamp() + max_future_s:
+        return f"timestamp: more than {max_future_s} s after received_at"
+    session = event["session"]
+    if session is None:
+        if event["action"] == "END":
+            return "session: required for END"
+    elif not SESSION_MIN <= len(session) <= SESSION_MAX:
+        return f"session: must be {SESSION_MIN}..{SESSION_MAX} characters"
+    for i, entity in enumerate(event["entities"]):
+        if not entity["key"]:
+            return f"entities[{i}].key: empty"
+        try:
+            json.loads(entity["value"])
+        except ValueError:
+            return f"entities[{i}].value: not JSON text"
+    return None
+
+
+def entity_text(value_json: str) -> str:
+    """ClickHouse ``entities.value``: the plain string for a JSON string, the JSON text otherwise."""
+    if value_json.startswith('"'):
+        return json.loads(value_json)
+    return value_json
+
+
+def check_join_record(record: dict[str, Any], max_future_s: int = Settings.max_future_s) -> str | None:
+    """The first rule a decoded join record breaks, or None. Normalises ``count`` in place (< 1 means 1)."""
+    if not record["account_id"]:
+        return "account_id: empty"
+    if not record["record_id"] or len(record["record_id"]) > MAX_ID_CHARS:
+        return f"record_id: must be 1..{MAX_ID_CHARS} characters"
+    for name in ("component_id", "type_id"):
+        if not _GUID.match(record[name]):
+            return f"{name}: not a lower-case GUID"
+    if record["event_id"] is not None and not _GUID.match(record["event_id"]):
+        return "event_id: not a lower-case GUID"
+    if record["start_date"] > record["received_at"] + timedelta(seconds=max_future_s):
+        return f"start_date: more than {max_future_s} s after received_at"
+    interval = record["join_interval"]
+    if not math.isfinite(interval) or interval < 0:
+        return "join_interval: must be a finite number of seconds >= 0"
+    if len(record["message"]) > MAX_MESSAGE_CHARS:
+        return f"message: longer than {MAX_MESSAGE_CHARS} characters"
+    if record["version"] is not None and len(record["version"]) > MAX_VERSION_CHARS:
+        return f"version: longer than {MAX_VERSION_CHARS} characters"
+    if record["count"] < 1:
+        record["count"] = 1
+    return None

@@ -1,0 +1,292 @@
+"""The consumer loop shared by the four workers: poll → decode → apply → batch → write → commit.
+
+``Worker.step`` is the whole loop body. What is specific to a worker is its ``Processor`` (``processors.py``);
+the I/O is in ``kafka_io`` and ``clickhouse_io``. Offsets are committed only after the batch's rows, dead
+letters and state are written (see ``state.py`` for how the sessions and joins state survives a crash).
+
+Outages: a write step that fails with ``Unavailable`` pauses every partition (poll keeps the group membership and
+handles rebalances but returns nothing) and is retried from the step that failed, with exponential backoff, until
+it goes through; then the partitions resume. Nothing is committed in between, so nothing is lost, and every write
+is idempotent (ReplacingMergeTree by row_version / dedup key), so nothing is doubled. SIGTERM or SIGINT: stop
+reading, flush (retrying up to ``SHUTDOWN_FLUSH_S``), commit, leave the group, exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Callable
+
+from eventpipe.settings import Settings
+
+from . import metrics
+from .batch import Backoff, Batch, Clock, SystemClock
+from .clickhouse_io import ClickHouseStore
+from .errors import LostPartitions, Unavailable
+from .kafka_io import DeadLetterPublisher, KafkaSource
+from .processors import Processor
+from .state import Checkpoint
+
+log = logging.getLogger(__name__)
+
+POLL_MAX_S = 0.5          # longest single poll: bounds how fast SIGTERM and retries are noticed
+SHUTDOWN_FLUSH_S = 20.0   # on SIGTERM, how long to keep retrying the last flush before exiting uncommitted
+OBSERVE_EVERY_S = 1.0     # gauges (lag, open keys) are refreshed at least this often, even when idle or paused
+
+
+class Worker:
+    def __init__(self, settings: Settings, processor: Processor, store: ClickHouseStore,
+                 publisher: DeadLetterPublisher, clock: Clock | None = None,
+                 source_factory: Callable[..., KafkaSource] = KafkaSource) -> None:
+        self.settings, self.processor, self.store, self.publisher = settings, processor, store, publisher
+        self.clock = clock or SystemClock()
+        self.source_factory = source_factory
+        self.group = f"{settings.topic_prefix}.{processor.worker}"
+        self.name = processor.worker
+        self.max_records = max(1, settings.batch_rows)
+        self.max_seconds = settings.batch_seconds
+        self.batch = Batch()
+        self.running = True
+        self.source: KafkaSource | None = None
+        self.unrestored: set[int] = set()           # assigned, paused until their state is restored
+        self.positions: dict[int, int] = {}         # next offset to read, for the lag gauge
+        self.uncommitted: dict[int, tuple[int, str]] = {}  # written to ClickHouse, commit still to do
+        self.write_backoff, self.restore_backoff = Backoff(), Backoff()
+        self.write_retry_at = self.restore_retry_at = 0.0
+        self.paused = False
+        self.observed_at = 0.0
+
+    # --- the loop ------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Run until SIGTERM/SIGINT. Blocks. Raises only on bugs."""
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        source = self.connect()
+        if source is None:
+            log.info("stopped before Kafka answered")
+            return
+        self.source = source
+        log.info("started", extra={"group": self.group, "topic": self.processor.topic})
+        while self.running:
+            self.step()
+        self.shutdown()
+
+    def step(self) -> None:
+        now = self.clock.time()
+        if self.unrestored and now >= self.restore_retry_at:
+            self.restore()                                                     # state of new partitions
+        if self.batch.is_due(now, self.max_records, self.max_seconds) and now >= self.write_retry_at:
+            self.flush()                                                       # write → commit
+        elif self.uncommitted and now >= self.write_retry_at:
+            self.commit({})
+        try:
+            messages = self.source.poll(self.poll_timeout(), max(1, self.max_records - self.batch.records))  # poll
+        except Unavailable as exc:
+            metrics.FAILURES.labels(self.name, "poll").inc()
+            log.warning("poll failed; retrying", extra={"error": str(exc)})
+            self.clock.sleep(POLL_MAX_S)
+            return
+        now = self.clock.time()
+        for message in messages:
+            if message.partition in self.unrestored or not self.processor.ready(message.partition):
+                continue  # stale fetch for a partition being restored or gone: it is re-read after the seek
+            outcome = self.processor.handle(message)                           # decode → apply
+            self.batch.add(message, outcome, now)                              # batch
+            self.positions[message.partition] = message.offset + 1
+            metrics.RECORDS.labels(self.name, outcome.outcome).inc()
+            if outcome.dead_letter is not None:
+                metrics.DEAD_LETTERS.labels(self.name, metrics.reason_label(outcome.dead_letter["reason"])).inc()
+        if messages or now - self.observed_at >= OBSERVE_EVERY_S:
+            self.observe()
+            self.observed_at = now
+
+    def poll_timeout(self) -> float:
+        """Until the next thing to do: the batch's age limit, a scheduled retry, or at most ``POLL_MAX_S``."""
+        now = self.clock.time()
+        due_in = self.batch.seconds_left(now, self.max_seconds) if self.batch.records else POLL_MAX_S
+        if self.batch.is_due(now, self.max_records, self.max_seconds) or self.uncommitted:
+            due_in = max(0.0, self.write_retry_at - now)  # waiting for a retry; paused meanwhile
+        if self.unrestored:
+            due_in = min(due_in, max(0.0, self.restore_retry_at - now))
+        return min(POLL_MAX_S, due_in)
+
+    def observe(self) -> None:
+        metrics.OPEN_KEYS.labels(self.name).set(self.processor.open_keys())
+        for partition, position in self.positions.items():
+            high = self.source.highwater(partition)
+            if high is not None:
+                metrics.LAG.labels(self.name, self.processor.topic, str(partition)).set(max(0, high - position))
+
+    # --- write step ------------------------------------------------------------------------------------------
+    def flush(self) -> bool:
+        """Write the batch (rows, dead letters, state), then commit. False: transient failure, partitions paused
+        and a retry scheduled. Blocks on ClickHouse and Kafka."""
+        batch, proc = self.batch, self.processor
+        started = self.clock.time()
+        step = "rows"
+        try:
+            if not batch.rows_written:
+                rows = batch.rows()
+                if rows:
+                    seconds = self.store.insert(proc.table, proc.columns, rows)
+                    metrics.INSERT_SECONDS.labels(self.name, proc.table).observe(seconds)
+                    metrics.ROWS.labels(self.name, proc.table).inc(len(rows))
+                batch.rows_written = True
+            step = "dead_letters"
+            if not batch.letters_sent:
+                self.publisher.send_all(batch.dead_letters)
+                batch.letters_sent = True
+            step = "state"
+            checkpoints = {p: Checkpoint(proc.watermark(p), n) for p, n in batch.next_offset.items()}
+            if proc.stateful and not batch.state_written:
+                changes = [(p, key, state, version) for (p, key), (state, version) in batch.states.items()]
+                seconds = self.store.write_state(self.group, proc.topic, changes,
+                                                 {p: c.encode() for p, c in checkpoints.items()},
+                                                 {p: c.next_offset for p, c in checkpoints.items()})
+                metrics.INSERT_SECONDS.labels(self.name, "consumer_state").observe(seconds)
+                batch.state_written = True
+        except Unavailable as exc:
+            self.write_failed(step, exc)
+            return False
+        metrics.BATCH_RECORDS.labels(self.name).observe(batch.records)
+        metrics.FLUSH_SECONDS.labels(self.name).observe(self.clock.time() - started)
+        for p, c in checkpoints.items():
+            metrics.WATERMARK.labels(self.name, str(p)).set(c.watermark)
+        log.debug("flushed", extra={"records": batch.records, "rows": len(batch.rows()),
+                                    "dead_letters": len(batch.dead_letters)})
+        self.batch = Batch()
+        self.write_backoff.reset()
+        if self.paused:
+            self.set_paused(False)
+        self.commit({p: (c.next_offset, f'{{"watermark":{c.watermark}}}') for p, c in checkpoints.items()})
+        return True
+
+    def commit(self, offsets: dict[int, tuple[int, str]]) -> None:
+        """Commit what is written. A failure here loses nothing: the rows (and state) are in ClickHouse; the
+        commit is retried, or the next owner of the partition replays idempotently / seeks to the checkpoint."""
+        self.uncommitted.update(offsets)
+        try:
+            self.source.commit(self.uncommitted)
+            self.uncommitted.clear()
+        except LostPartitions as exc:
+            log.info("commit refused after a rebalance; the new owner takes over", extra={"error": str(exc)})
+            self.uncommitted.clear()
+        except Unavailable as exc:
+            metrics.FAILURES.labels(self.name, "commit").inc()
+            self.write_retry_at = self.clock.time() + self.write_backoff.next_delay()
+            log.warning("commit failed; will retry", extra={"error": str(exc)})
+
+    def write_failed(self, step: str, exc: Exception) -> None:
+        metrics.FAILURES.labels(self.name, step).inc()
+        delay = self.write_backoff.next_delay()
+        self.write_retry_at = self.clock.time() + delay
+        log.warning("write failed; paused, retrying", extra={"step": step, "error": str(exc),
+                                                             "retry_in_s": round(delay, 2)})
+        if not self.paused:
+            self.set_paused(True)
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause (or resume) every assigned partition; restored-pending ones stay paused."""
+        self.paused = paused
+        metrics.PAUSED.labels(self.name).set(1 if paused else 0)
+        partitions = self.source.assignment()
+        if paused:
+            self.source.pause(partitions)
+        else:
+            self.source.resume([p for p in partitions if p not in self.unrestored])
+            log.info("resumed")
+
+    # --- partitions coming and going -------------------------------------------------------------------------
+    def on_assigned(self, partitions: list[int]) -> None:
+        """Rebalance callback (inside poll): stateful workers hold new partitions until their state is back."""
+        log.info("partitions assigned", extra={"partitions": partitions})
+        if self.processor.stateful and partitions:
+            self.unrestored.update(partitions)
+            self.source.pause(partitions)
+            self.restore_retry_at = 0.0
+        if self.paused:
+            self.source.pause(partitions)
+
+    def on_revoked(self, partitions: list[int]) -> None:
+        """Rebalance callback (inside poll): flush and commit, then forget the partitions. If the flush cannot
+        be done now, the batch is dropped uncommitted — the next owner reads it again."""
+        log.info("partitions revoked", extra={"partitions": partitions})
+        if self.batch.records and not self.flush():
+            log.warning("dropping an unwritten batch on revocation; it will be re-read",
+                        extra={"records": self.batch.records})
+            kept = [p for p in self.batch.first_offset if p not in partitions]
+            for p in kept:  # partitions we keep must re-read what was dropped
+                if self.processor.stateful:
+                    self.processor.revoke(p)
+                    self.unrestored.add(p)
+                else:
+                    self.source.seek(p, self.batch.first_offset[p])
+            self.batch = Batch()
+            self.set_paused(False)
+        for p in partitions:
+            self.processor.revoke(p)
+            self.unrestored.discard(p)
+            self.positions.pop(p, None)
+            try:
+                metrics.LAG.remove(self.name, self.processor.topic, str(p))
+            except KeyError:  # no lag reported for it yet
+                pass
+        self.uncommitted = {p: v for p, v in self.uncommitted.items() if p not in partitions}
+        metrics.OPEN_KEYS.labels(self.name).set(self.processor.open_keys())
+
+    def restore(self) -> None:
+        """Rebuild the machines of newly assigned partitions from ClickHouse and seek to their checkpoints."""
+        for p in sorted(self.unrestored):
+            try:
+                restored = self.store.load_state(self.group, self.processor.topic, p)
+                offset = restored.checkpoint.next_offset if restored.checkpoint else self.source.committed(p)
+            except Unavailable as exc:
+                metrics.FAILURES.labels(self.name, "restore").inc()
+                self.restore_retry_at = self.clock.time() + self.restore_backoff.next_delay()
+                log.warning("restoring state failed; retrying", extra={"partition": p, "error": str(exc)})
+                return
+            self.processor.assign(p, restored)
+            self.source.seek(p, offset)
+            self.positions[p] = offset or 0
+            self.unrestored.discard(p)
+            if not self.paused:
+                self.source.resume([p])
+            log.info("partition restored", extra={"partition": p, "offset": offset, "keys": len(restored.states),
+                                                  "watermark": restored.checkpoint.watermark
+                                                  if restored.checkpoint else 0})
+        self.restore_backoff.reset()
+        metrics.OPEN_KEYS.labels(self.name).set(self.processor.open_keys())
+
+    # --- start and stop --------------------------------------------------------------------------------------
+    def connect(self) -> KafkaSource | None:
+        """Join the group, retrying while Kafka does not answer. None if stopped (SIGTERM) meanwhile."""
+        backoff = Backoff()
+        while self.running:
+            try:
+                return self.source_factory(self.settings, self.group, self.processor.topic,
+                                           self.on_assigned, self.on_revoked)
+            except Unavailable as exc:
+                delay = backoff.next_delay()
+                log.warning("Kafka not reachable; retrying", extra={"error": str(exc), "retry_in_s": round(delay, 2)})
+                deadline = self.clock.time() + delay
+                while self.running and self.clock.time() < deadline:
+                    self.clock.sleep(min(0.2, delay))
+        return None
+
+    def stop(self, signum: int = signal.SIGTERM, frame: object = None) -> None:
+        log.info("stopping", extra={"signal": signum})
+        self.running = False
+
+    def shutdown(self) -> None:
+        """Flush (retrying a while), commit, leave the group."""
+        deadline = self.clock.time() + SHUTDOWN_FLUSH_S
+        while self.batch.records and not self.flush() and self.clock.time() < deadline:
+            self.clock.sleep(max(0.0, min(self.write_retry_at, deadline) - self.clock.time()))
+        if self.batch.records:
+            log.error("exiting with an unwritten batch; it will be re-read", extra={"records": self.batch.records})
+        elif self.uncommitted:
+            self.commit({})
+        self.source.close()
+        self.publisher.close()
+        self.store.close()
+        log.info("stopped")

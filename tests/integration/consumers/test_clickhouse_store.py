@@ -1,0 +1,53 @@
+"""consumers/clickhouse_io.py against the real ClickHouse: state round trip, one atomic part, outage errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from consumers.clickhouse_io import ClickHouseStore
+from consumers.errors import Unavailable
+from consumers.state import Checkpoint
+from eventpipe.settings import Settings
+
+
+def test_state_round_trips_with_binary_bytes_deletes_and_the_checkpoint(isolated_settings: Settings) -> None:
+    store = ClickHouseStore(isolated_settings)
+    changes = [(0, f"k{i}", bytes([255, 0, i]), i) for i in range(5)] + [(0, "k1", None, 7), (1, "other", b"x", 1)]
+    store.write_state("g", "t", changes, {0: Checkpoint(1234, 8).encode()}, {0: 8})
+    restored = store.load_state("g", "t", 0)
+    assert restored.checkpoint == Checkpoint(1234, 8)
+    assert sorted(restored.states) == sorted(bytes([255, 0, i]) for i in (0, 2, 3, 4))
+    assert store.load_state("g", "t", 2).checkpoint is None
+    parts = store.client.execute("SELECT count() FROM system.parts WHERE database = %(d)s AND table = "
+                                 "'consumer_state' AND active", {"d": isolated_settings.clickhouse_database})
+    assert parts == [(1,)]  # states and checkpoint landed together
+
+
+def test_a_newer_version_wins_and_an_older_one_does_not(isolated_settings: Settings) -> None:
+    store = ClickHouseStore(isolated_settings)
+    store.write_state("g", "t", [(0, "k", b"new", 9)], {0: Checkpoint(1, 10).encode()}, {0: 10})
+    store.write_state("g", "t", [(0, "k", b"old", 3)], {}, {})  # a replay of an older batch
+    assert store.load_state("g", "t", 0).states == (b"new",)
+
+
+def test_an_unreachable_server_is_unavailable_not_a_crash(isolated_settings: Settings) -> None:
+    store = ClickHouseStore(dataclasses.replace(isolated_settings, clickhouse_port=1))
+    with pytest.raises(Unavailable):
+        store.insert("events", ("account_id",), [("a",)])
+    with pytest.raises(Unavailable):
+        store.load_state("g", "t", 0)
+
+
+def test_a_row_that_does_not_fit_is_a_bug_and_raises(isolated_settings: Settings) -> None:
+    store = ClickHouseStore(isolated_settings)
+    with pytest.raises(Exception) as info:
+        store.insert("consumer_state", ("consumer_group", "version"), [("g", "not a number")])
+    assert not isinstance(info.value, Unavailable)
+
+
+def test_a_missing_table_is_transient_and_named(isolated_settings: Settings) -> None:
+    """Workers started before the migrations ran wait for them instead of crashing."""
+    with pytest.raises(Unavailable, match="no_such_table"):
+        ClickHouseStore(isolated_settings).insert("no_such_table", ("x",), [(1,)])

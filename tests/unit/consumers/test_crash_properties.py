@@ -1,0 +1,112 @@
+"""Property: whatever the batch size and wherever the worker dies — between batches, after the rows but before
+the state, after the state but before the commit — a restarted worker ends with the same ``sessions`` rows as one
+uninterrupted pass (the state mechanism of consumers/state.py, with in-memory Kafka and ClickHouse)."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import strategies as st
+
+from consumers.processors import JoinsWorker, Message, SessionsWorker
+from consumers.state import Restored
+from consumers.worker import Worker
+from eventpipe.settings import Settings
+
+from .fakes import FakeClock, FakePublisher, FakeSource, FakeStore, event_bytes
+from .test_processors import join_bytes
+
+
+class Crash(Exception):
+    """The process dies here (kill -9): nothing after this point happens."""
+
+
+class CrashingStore(FakeStore):
+    crash_before_state = False
+
+    def write_state(self, *args, **kwargs) -> float:
+        if self.crash_before_state:
+            self.crash_before_state = False
+            raise Crash
+        return super().write_state(*args, **kwargs)
+
+
+class CrashingSource(FakeSource):
+    crash_before_commit = False
+
+    def commit(self, offsets) -> None:
+        if self.crash_before_commit:
+            self.crash_before_commit = False
+            raise Crash
+        super().commit(offsets)
+
+
+BASE = 1365772427
+events = st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["START", "UPDATE", "END"]),
+                            st.integers(0, 300), st.integers(0, 5)), min_size=1, max_size=40)
+crashes = st.lists(st.tuples(st.integers(1, 12), st.sampled_from(["between", "before_state", "before_commit"])),
+                   max_size=4)
+
+
+def reference(settings: Settings, worker_cls, source: FakeSource, table_key: int, version_index: int) -> dict:
+    processor = worker_cls(settings)
+    final: dict = {}
+    for p in sorted(source.log):
+        processor.assign(p, Restored(None, ()))
+        for offset, value in enumerate(source.log[p]):
+            for identity, row in processor.handle(Message(source.topic, p, offset, 0, value)).rows:
+                final[row[:table_key]] = row
+    return final
+
+
+def run_with_crashes(settings: Settings, worker_cls, source: CrashingSource, store: CrashingStore,
+                     schedule: list[tuple[int, str]]) -> None:
+    publisher = FakePublisher([])
+    crash_at = dict(schedule)
+
+    def new_worker() -> Worker:
+        worker = Worker(settings, worker_cls(settings), store, publisher, clock=FakeClock(),
+                        source_factory=source.factory)
+        worker.source = worker.connect()
+        source.rebalance(sorted(source.log))
+        return worker
+
+    worker = new_worker()
+    for step in range(200):
+        kind = crash_at.get(step)
+        if kind == "between":
+            worker = new_worker()  # the old one vanished with its unwritten batch
+            continue
+        store.crash_before_state = kind == "before_state"
+        source.crash_before_commit = kind == "before_commit"
+        try:
+            worker.step()
+        except Crash:
+            worker = new_worker()
+        worker.clock.sleep(0.6)
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=events, batch_rows=st.integers(1, 8), schedule=crashes)
+def test_sessions_survive_crashes_anywhere(events, batch_rows, schedule) -> None:
+    settings = Settings.from_env({}, batch_rows=batch_rows, batch_seconds=1.0, topic_prefix="t")
+    source, store = CrashingSource(settings.topic_events, []), CrashingStore([])
+    for s, action, dt, eid in events:
+        # a session's events share a partition, as the gateway's key (account, session, type) makes them
+        source.produce(s % 2, event_bytes(action, BASE + dt, session=f"session{s}x", event_id=f"{action}{s}-{eid}"))
+    run_with_crashes(settings, SessionsWorker, source, store, schedule)
+    assert store.final("sessions", 3, 8) == reference(settings, SessionsWorker, source, 3, 8)
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records=st.lists(st.tuples(st.integers(0, 600_000), st.integers(1, 3),
+                                  st.integers(0, 6)), min_size=1, max_size=30),
+       batch_rows=st.integers(1, 8), schedule=crashes)
+def test_join_windows_survive_crashes_anywhere(records, batch_rows, schedule) -> None:
+    settings = Settings.from_env({}, batch_rows=batch_rows, batch_seconds=1.0, topic_prefix="t")
+    source, store = CrashingSource(settings.topic_joins, []), CrashingStore([])
+    t0 = 1_462_058_743_511
+    for dt, count, rid in records:  # one (account, component, type): one partition
+        source.produce(0, join_bytes(t0 + dt, count=count, record_id=f"r{rid}", event_id=None))
+    run_with_crashes(settings, JoinsWorker, source, store, schedule)
+    key = 4  # account, event_id, component_id, type_id
+    assert store.final("joined_events", key, 16) == reference(settings, JoinsWorker, source, key, 16)

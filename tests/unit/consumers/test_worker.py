@@ -1,0 +1,148 @@
+"""The loop's rules with in-memory Kafka and ClickHouse: write before commit, pause and retry on outages,
+restore at the checkpoint, drop (never commit) what could not be written."""
+
+from __future__ import annotations
+
+import pytest
+
+from consumers.processors import EventsSink, SessionsWorker
+from consumers.worker import Worker
+from eventpipe.settings import Settings
+
+from .fakes import FakeClock, FakePublisher, FakeSource, FakeStore, event_bytes
+
+SEED_START, SEED_END = 1365772427, 1365772533
+
+
+def make(worker_cls=SessionsWorker, batch_rows: int = 100, partitions: tuple[int, ...] = (0,)):
+    settings = Settings.from_env({}, batch_rows=batch_rows, batch_seconds=1.0, topic_prefix="t")
+    journal: list = []
+    source, store, publisher = FakeSource(settings.topic_events, journal), FakeStore(journal), FakePublisher(journal)
+    worker = Worker(settings, worker_cls(settings), store, publisher, clock=FakeClock(), source_factory=source.factory)
+    worker.source = worker.connect()
+    source.rebalance(list(partitions))
+    return worker, source, store, publisher, journal
+
+
+def run(worker: Worker, steps: int = 5, advance_s: float = 1.1) -> None:
+    for _ in range(steps):
+        worker.step()
+        worker.clock.sleep(advance_s)
+
+
+def sessions_final(store: FakeStore) -> dict:
+    return {k: v[3:8] for k, v in store.final("sessions", 3, 8).items()}
+
+
+def test_rows_and_state_are_written_before_the_commit() -> None:
+    worker, source, store, _, journal = make()
+    source.produce(0, event_bytes("START", SEED_START, event_id="s"))
+    source.produce(0, event_bytes("END", SEED_END, event_id="e"))
+    run(worker)
+    kinds = [entry[0] for entry in journal]
+    assert kinds[:3] == ["insert", "state", "commit"]
+    assert journal[2] == ("commit", {0: (2, '{"watermark":1365772533}')})
+    assert sessions_final(store) == {("acc", "APPSTART", "8nc92io9q"): ("closed", SEED_START, SEED_END, 106, 0)}
+
+
+def test_a_clickhouse_outage_pauses_commits_nothing_and_resumes() -> None:
+    worker, source, store, _, journal = make()
+    worker.step()  # partition 0 restored
+    source.produce(0, event_bytes("START", SEED_START, event_id="s"))
+    store.down = True
+    run(worker, steps=3)
+    assert worker.paused and source.paused == {0}
+    assert not [e for e in journal if e[0] == "commit"]
+    source.produce(0, event_bytes("END", SEED_END, event_id="e"))
+    run(worker, steps=3)
+    assert source.position[0] == 1  # paused: the END was not read
+    store.down = False
+    run(worker, steps=20, advance_s=6)
+    assert not worker.paused and source.paused == set()
+    assert source.commits[0][0] == 2
+    assert sessions_final(store)[("acc", "APPSTART", "8nc92io9q")] == ("closed", SEED_START, SEED_END, 106, 0)
+
+
+def test_a_new_owner_restores_state_and_starts_at_the_checkpoint() -> None:
+    worker, source, store, publisher, journal = make()
+    source.produce(0, event_bytes("START", SEED_START, event_id="s"))
+    run(worker)
+    # the commit is lost (crash between state write and commit): the checkpoint still says offset 1
+    source.commits.clear()
+    source.produce(0, event_bytes("END", SEED_END, event_id="e"))
+    settings = worker.settings
+    second = Worker(settings, SessionsWorker(settings), store, publisher, clock=FakeClock(),
+                    source_factory=source.factory)
+    second.source = second.connect()
+    source.rebalance([0])
+    run(second)
+    assert source.commits[0][0] == 2
+    assert sessions_final(store)[("acc", "APPSTART", "8nc92io9q")] == ("closed", SEED_START, SEED_END, 106, 0)
+    statuses = [row[3] for row in store.tables["sessions"]]
+    assert statuses == ["open", "closed"]  # START was not applied twice
+
+
+def test_restore_waits_for_clickhouse_with_the_partition_paused() -> None:
+    worker, source, store, _, _ = make(partitions=())
+    source.produce(0, event_bytes("START", SEED_START, event_id="s"))
+    store.down = True
+    source.rebalance([0])
+    run(worker, steps=3)
+    assert worker.unrestored == {0} and 0 in source.paused and worker.batch.records == 0
+    store.down = False
+    run(worker, steps=10, advance_s=6)
+    assert worker.unrestored == set() and source.commits[0][0] == 1
+
+
+def test_revocation_with_clickhouse_down_drops_the_batch_uncommitted() -> None:
+    worker, source, store, _, journal = make(worker_cls=EventsSink)
+    source.produce(0, event_bytes("START", SEED_START, event_id="s"))
+    worker.step()
+    assert worker.batch.records == 1
+    store.down = True
+    source.rebalance([])
+    assert worker.batch.records == 0
+    assert not [e for e in journal if e[0] == "commit"]
+
+
+def test_dead_letters_are_sent_before_the_commit() -> None:
+    worker, source, store, publisher, journal = make(worker_cls=EventsSink)
+    source.produce(0, b"garbage")
+    source.produce(0, event_bytes("END", SEED_END, session=None, event_id="x"))  # END without session
+    source.produce(0, event_bytes("START", SEED_START, event_id="ok"))
+    run(worker)
+    assert [e[0] for e in journal] == ["insert", "dead_letters", "commit"]
+    assert [letter["offset"] for letter in publisher.sent] == [0, 1]
+    assert publisher.sent[1]["reason"] == "session: required for END"
+    assert len(store.tables["events"]) == 1
+
+
+def test_kafka_down_for_dead_letters_retries_without_rewriting_rows() -> None:
+    worker, source, store, publisher, journal = make(worker_cls=EventsSink)
+    source.produce(0, b"garbage")
+    source.produce(0, event_bytes("START", SEED_START, event_id="ok"))
+    publisher.down = True
+    run(worker, steps=3)
+    assert worker.paused
+    publisher.down = False
+    run(worker, steps=10, advance_s=6)
+    assert [e[0] for e in journal] == ["insert", "dead_letters", "commit"]
+
+
+def test_batches_flush_by_size() -> None:
+    worker, source, store, _, journal = make(worker_cls=EventsSink, batch_rows=2)
+    for i in range(5):
+        source.produce(0, event_bytes("START", SEED_START + i, event_id=f"e{i}"))
+    for _ in range(4):
+        worker.step()  # the clock does not move: only size triggers
+    assert [e for e in journal if e[0] == "insert"] == [("insert", "events", 2), ("insert", "events", 2)]
+
+
+@pytest.mark.parametrize("batch_rows", [1, 2, 3, 100])
+def test_batch_size_does_not_change_the_final_rows(batch_rows: int) -> None:
+    worker, source, store, _, _ = make(batch_rows=batch_rows)
+    actions = [("START", 0), ("UPDATE", 5), ("UPDATE", 6), ("END", 106), ("UPDATE", 5)]
+    for i, (action, dt) in enumerate(actions):
+        source.produce(0, event_bytes(action, SEED_START + dt, event_id=f"e{i % 4}" if i < 4 else "e1"))
+    run(worker, steps=10)
+    assert sessions_final(store) == {("acc", "APPSTART", "8nc92io9q"): ("closed", SEED_START, SEED_END, 106, 2)}
