@@ -1,0 +1,116 @@
+"""End-to-end latency: from the HTTP 200 of the batch carrying a session's END to the session's ``closed`` row
+being visible in ``sessions_final``, with the gateway paced at a given rate and the events and sessions workers
+consuming as under ``make run``.
+
+The paced load runs in a thread of this process (a few hundred requests a second at most); the main thread asks
+ClickHouse every ``POLL_S`` which of the sessions acknowledged so far are visible. A latency is the time of the
+query that first saw the row minus the time the 200 arrived, so it overstates by up to one poll interval (plus
+the query's own time), which the report states.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from eventpipe.settings import Settings
+
+from . import loadgen
+from .gateway import Gateway
+from .harness import BenchConfig, BenchError, Processes, app_env, percentile, python_module, say, wait_for
+from .workload import Workload, batches
+
+POLL_S = 0.1
+DRAIN_S = 30.0  # after the load, how long to wait for the last sessions to show
+
+
+def run(cfg: BenchConfig, procs: Processes, settings: Settings, home: Path, workload: Workload,
+        rate_events: float) -> dict[str, Any]:
+    """Pace the gateway at ``rate_events`` events/s for ``cfg.e2e_seconds``; measure the latency. Blocks."""
+    from deploy.migrate import client
+
+    db = f"`{settings.clickhouse_database}`"
+    env = app_env(settings, EVENTPIPE_CONSUMER_METRICS_PORT="0")
+    workers = [procs.start(f"e2e-consumer-{w}", python_module("consumers", w), env) for w in ("events", "sessions")]
+    gateway = Gateway(procs, settings, home, name="gateway-e2e")
+    ch = client(settings, settings.clickhouse_database)
+
+    def closed(sessions: list[str]) -> set[str]:
+        rows = ch.execute(f"SELECT session FROM {db}.sessions_final WHERE status = 'closed' AND session IN %(s)s",
+                          {"s": tuple(sessions)})
+        return {r[0] for r in rows}
+
+    # Warm-up: one session through the whole pipeline (group joins, producers connected, first inserts).
+    warm = [{"action": "START", "type": "APPSTART", "timestamp": workload.config.base_timestamp,
+             "session": "warmup-0001", "entities": []},
+            {"action": "END", "type": "APPSTART", "timestamp": workload.config.base_timestamp + 1,
+             "session": "warmup-0001", "entities": []}]
+    loadgen.run(gateway.url, gateway.key, [loadgen.encode_body(warm)], connections=1, duration_s=10,
+                max_requests=1)
+    for w in workers:
+        if w.popen.poll() is not None:
+            raise BenchError(f"{w.name} exited with {w.popen.returncode}:\n{w.tail()}")
+    waited = wait_for(lambda: bool(closed(["warmup-0001"])), 120, "end-to-end warm-up session")
+
+    duration = cfg.seconds(cfg.e2e_seconds, minimum=3.0)
+    req_rate = max(1.0, rate_events / cfg.batch_size)
+    n_batches = int(math.ceil(req_rate * duration))
+    chunks = batches(workload.events(n_batches * cfg.batch_size, stream="e2e"), cfg.batch_size)
+    probes: dict[int, list[str]] = {}
+    for i, chunk in enumerate(chunks):
+        ends = [e["session"] for e in chunk if e["action"] == "END"]
+        if ends:
+            probes[i] = ends
+    bodies = [loadgen.encode_body(c) for c in chunks]
+
+    lock = threading.Lock()
+    pending: dict[str, float] = {}
+    acked = [0]
+
+    def on_done(index: int, status: int, at: float) -> None:
+        if status == 200:
+            with lock:
+                acked[0] += 1
+                for s in probes.get(index, ()):
+                    pending[s] = at
+
+    result: dict[str, Any] = {}
+    load = threading.Thread(target=lambda: result.update(loadgen.run(
+        gateway.url, gateway.key, bodies, connections=8, duration_s=duration + 5, rate=req_rate,
+        max_requests=len(bodies), on_done=on_done)), daemon=True)
+    latencies: list[float] = []
+    t_start = time.monotonic()
+    load.start()
+    drain_until = None
+    while True:
+        with lock:
+            waiting = list(pending)[:2000]
+        if waiting:
+            asked_at = time.time()
+            seen = closed(waiting)
+            with lock:
+                for s in seen:
+                    latencies.append(asked_at - pending.pop(s))
+        if not load.is_alive():
+            drain_until = drain_until or time.monotonic() + DRAIN_S
+            with lock:
+                if not pending or time.monotonic() > drain_until:
+                    break
+        time.sleep(POLL_S)
+    with lock:
+        missing = len(pending)
+    load_wall = result.get("wall_s") or (time.monotonic() - t_start)
+    if missing:
+        say(f"end-to-end: {missing} sessions not visible {DRAIN_S:.0f} s after the load ended")
+    ch.disconnect()
+    return {"target_events_per_s": rate_events, "events_per_s": acked[0] * cfg.batch_size / load_wall,
+            "requests": acked[0], "errors": result.get("errors", {}),
+            "http_p50_ms": percentile(result.get("latencies_ms", []), 50),
+            "http_p99_ms": percentile(result.get("latencies_ms", []), 99),
+            "sessions_measured": len(latencies), "sessions_missing": missing,
+            "p50_s": percentile(latencies, 50), "p99_s": percentile(latencies, 99),
+            "max_s": max(latencies) if latencies else None, "poll_interval_s": POLL_S,
+            "warmup_s": waited, "duration_s": load_wall}
