@@ -143,7 +143,7 @@ class EventsSink(NoState):
         received_ms = ms(event["received_at"])
         row = (event["account_id"], event["event_id"], event["action"], event["type"],
                min(event["timestamp"], MAX_DATETIME), event["session"],
-               [e["key"] for e in event["entities"]], [rules.entity_text(e["value"]) for e in event["entities"]],
+               [e["key"] for e in event["entities"]], [e["text"] for e in event["entities"]],
                seconds(received_ms), received_ms, event["source"], message.partition, message.offset,
                message.offset)
         return Outcome("written", rows=[(None, row)])

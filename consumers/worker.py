@@ -87,15 +87,18 @@ class Worker:
             self.clock.sleep(POLL_MAX_S)
             return
         now = self.clock.time()
+        outcomes: dict[str, int] = {}  # counted here, added to the metric once per poll (labels() is not free)
         for message in messages:
             if message.partition in self.unrestored or not self.processor.ready(message.partition):
                 continue  # stale fetch for a partition being restored or gone: it is re-read after the seek
             outcome = self.processor.handle(message)                           # decode → apply
             self.batch.add(message, outcome, now)                              # batch
             self.positions[message.partition] = message.offset + 1
-            metrics.RECORDS.labels(self.name, outcome.outcome).inc()
+            outcomes[outcome.outcome] = outcomes.get(outcome.outcome, 0) + 1
             if outcome.dead_letter is not None:
                 metrics.DEAD_LETTERS.labels(self.name, metrics.reason_label(outcome.dead_letter["reason"])).inc()
+        for name, count in outcomes.items():
+            metrics.RECORDS.labels(self.name, name).inc(count)
         if messages or now - self.observed_at >= OBSERVE_EVERY_S:
             self.observe()
             self.observed_at = now

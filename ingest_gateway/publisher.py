@@ -87,7 +87,7 @@ class KafkaPublisher:
             client_id=self.client_id,
             acks="all",
             enable_idempotence=True,
-            linger_ms=2,
+            linger_ms=5,  # a request spreads over every partition: let each partition batch fill a little
             partitioner=_cached_partitioner(),
             batch_size=256 * 1024,
             max_request_size=self.max_request_bytes,

@@ -59,8 +59,10 @@ def test_the_types_file_is_read_with_comments(tmp_path) -> None:
 
 @pytest.mark.parametrize("value, text", [('"BigBrother"', "BigBrother"), ("42", "42"), ("null", "null"),
                                          ("[1,2]", "[1,2]"), ('{"a":1}', '{"a":1}'), ('"a\\"b"', 'a"b')])
-def test_entity_text(value: str, text: str) -> None:
-    assert rules.entity_text(value) == text
+def test_check_event_sets_each_entitys_clickhouse_text(value: str, text: str) -> None:
+    event = with_(GOOD_EVENT, entities=[{"key": "k", "value": value}])
+    assert rules.check_event(event, TYPES) is None
+    assert event["entities"][0]["text"] == text
 
 
 @pytest.mark.parametrize("changes, reason", [
