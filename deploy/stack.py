@@ -91,7 +91,9 @@ def worker_service(settings: Settings, worker: str) -> Service:
 
 
 def app_services(settings: Settings) -> list[Service]:
-    return [gateway_service(settings), *(worker_service(settings, w) for w in WORKERS)]
+    """In start order: the workers first, the gateway (the front door) last, so a ready gateway means a ready
+    pipeline."""
+    return [*(worker_service(settings, w) for w in WORKERS), gateway_service(settings)]
 
 
 def demo_key(settings: Settings) -> str:

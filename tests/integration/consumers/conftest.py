@@ -91,3 +91,21 @@ def wait_until(check: Callable[[], Any], timeout_s: float = 60.0, what: str = "c
         time.sleep(0.25)
     logs = workers.logs() if workers else ""
     pytest.fail(f"timed out after {timeout_s}s waiting for {what}; last value {last!r}\n{logs}")
+
+
+def bring_back(s: Settings, server: str, timeout_s: float = 120.0) -> None:
+    """Start a server an outage test stopped (``"kafka"`` or ``"clickhouse"``, through deploy/) — unless another
+    test run sharing the machine's servers already did."""
+    from deploy import clickhouse, kafka
+    from deploy.procs import DeployError
+
+    module, answers = {"kafka": (kafka, lambda: kafka.answers(s.kafka_bootstrap)),
+                       "clickhouse": (clickhouse, lambda: clickhouse.answers(s))}[server]
+    deadline = time.monotonic() + timeout_s
+    while not answers():
+        try:
+            module.start(s)
+        except DeployError:  # transient: someone else is starting it right now
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)

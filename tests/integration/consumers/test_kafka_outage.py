@@ -11,7 +11,7 @@ import pytest
 
 from eventpipe.settings import Settings
 
-from .conftest import Workers, wait_until
+from .conftest import Workers, bring_back, wait_until
 from .streams import SEED_END, SEED_START, Producer, event, random_events, random_joins
 from .test_workers import _checkpoints, ch, converged
 
@@ -38,7 +38,7 @@ def test_kafka_outage_mid_stream_loses_and_doubles_nothing(isolated_settings: Se
     try:
         time.sleep(10)
     finally:
-        _bring_back_kafka(s)
+        bring_back(s, "kafka")
     producer = Producer(s)
     producer.events(evs[len(evs) // 2:])
     producer.joins(joins[len(joins) // 2:])
@@ -49,18 +49,3 @@ def test_kafka_outage_mid_stream_loses_and_doubles_nothing(isolated_settings: Se
     db = ch(s)
     assert wait_until(lambda: db.execute("SELECT count() FROM dead_letters_final"), workers=workers) == [(1,)]
     assert all(p.poll() is None for p in workers.procs), "a worker died during the outage"
-
-
-def _bring_back_kafka(s: Settings) -> None:
-    """Start Kafka again — unless a concurrent test run already did (the servers are shared)."""
-    from deploy import kafka
-    from deploy.procs import DeployError
-
-    deadline = time.monotonic() + 120
-    while not kafka.answers(s.kafka_bootstrap):
-        try:
-            kafka.start(s)
-        except DeployError:  # transient: someone else is starting it right now
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)

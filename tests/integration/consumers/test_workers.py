@@ -21,7 +21,7 @@ import pytest
 from deploy.migrate import client
 from eventpipe.settings import Settings
 
-from .conftest import Workers, wait_until
+from .conftest import Workers, bring_back, wait_until
 from .streams import (SEED_END, SEED_START, Producer, event, final_rows, join_record, random_events,
                       random_joins, reference_rows)
 
@@ -214,26 +214,11 @@ def test_clickhouse_outage_mid_stream_loses_and_doubles_nothing(isolated_setting
     try:
         time.sleep(30)
     finally:
-        _bring_back_clickhouse(s)
+        bring_back(s, "clickhouse")
     stream.join(60)
     for worker in ("events", "sessions", "joins"):
         converged(s, worker, workers, timeout_s=90)
     assert all(p.poll() is None for p in workers.procs), "a worker died during the outage"
-
-
-def _bring_back_clickhouse(s: Settings) -> None:
-    """Start ClickHouse again — unless a concurrent test run's fixture already did (the servers are shared)."""
-    from deploy import clickhouse
-    from deploy.procs import DeployError
-
-    deadline = time.monotonic() + 90
-    while not clickhouse.answers(s):
-        try:
-            clickhouse.start(s)
-        except DeployError:  # transient: someone else is starting it right now
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
 
 
 def test_sigterm_flushes_commits_and_exits_zero(isolated_settings: Settings, workers: Workers) -> None:
