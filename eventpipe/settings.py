@@ -57,7 +57,7 @@ class Settings:
     max_string_chars: int = _var("MAX_STRING_CHARS", 65_536, "Longest entity key or JSON text of an entity value.")
     max_json_depth: int = _var("MAX_JSON_DEPTH", 32, "Deepest nesting of an entity value.")
     max_future_s: int = _var(
-        "MAX_FUTURE_S", 86_400, "How far past its receive time an event's own time may lie; further is rejected "
+        "MAX_FUTURE_S", 3_600, "How far past its receive time an event's own time may lie; further is rejected "
         "(one far-future time would move the event-time watermark and time out every open session).")
     event_types_file: str = _var(
         "EVENT_TYPES_FILE", str(REPO_ROOT / "config" / "event_types.txt"), "The fixed set of v3 event types.")

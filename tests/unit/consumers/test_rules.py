@@ -34,8 +34,8 @@ def with_(base: dict, **changes: object) -> dict:
     ({"type": "NOPE"}, "type: 'NOPE' is not one of the configured types"),
     ({"timestamp": 1365772427000}, "timestamp: looks like milliseconds; UNIX seconds expected"),
     ({"timestamp": -1}, "timestamp: negative"),
-    ({"timestamp": 1365772800 + 86400}, None),  # received_at + the default 1 day: still fine
-    ({"timestamp": 1365772800 + 86401}, "timestamp: more than 86400 s after received_at"),
+    ({"timestamp": 1365772800 + 3600}, None),  # received_at + the default hour: still fine
+    ({"timestamp": 1365772800 + 3601}, "timestamp: more than 3600 s after received_at"),
     ({"session": None, "action": "END"}, "session: required for END"),
     ({"session": "short"}, "session: must be 8..20 characters"),
     ({"session": "x" * 21}, "session: must be 8..20 characters"),
@@ -66,8 +66,8 @@ def test_check_event_sets_each_entitys_clickhouse_text(value: str, text: str) ->
 
 
 @pytest.mark.parametrize("changes, reason", [
-    ({"start_date": dt.datetime(2016, 5, 1, 1, tzinfo=dt.timezone.utc)}, None),
-    ({"start_date": dt.datetime(2016, 5, 1, 1, 0, 1, tzinfo=dt.timezone.utc)}, "start_date: more than 86400 s after received_at"),
+    ({"start_date": dt.datetime(2016, 4, 30, 2, tzinfo=dt.timezone.utc)}, None),
+    ({"start_date": dt.datetime(2016, 4, 30, 2, 0, 1, tzinfo=dt.timezone.utc)}, "start_date: more than 3600 s after received_at"),
     ({}, None),
     ({"component_id": "not-a-guid"}, "component_id: not a lower-case GUID"),
     ({"type_id": "6F9619FF-8B86-D011-B42D-00CF4FC964FF"}, "type_id: not a lower-case GUID"),
