@@ -32,10 +32,30 @@ def _wait_until(start_at: float | None) -> None:
         time.sleep(max(0.0, start_at - time.time()))
 
 
-def _quiet() -> logging.Logger:
-    quiet = logging.getLogger("bench.librdkafka")
-    quiet.setLevel(logging.CRITICAL)
-    return quiet
+QUIET = logging.getLogger("bench.librdkafka")  # librdkafka's connection retries would flood the terminal
+QUIET.setLevel(logging.CRITICAL)
+
+
+class DeliveryFailures:
+    """confluent-kafka ``on_delivery`` callback that counts the records Kafka did not acknowledge."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self.count += 1
+
+
+def confluent_produce(producer: Any, topic: str, key: bytes, value: bytes, on_delivery: DeliveryFailures,
+                      wait_s: float) -> None:
+    """Hand one record to a confluent-kafka producer, waiting ``wait_s`` at a time while its local queue is full."""
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+            return
+        except BufferError:  # local queue full: let librdkafka drain it
+            producer.poll(wait_s)
 
 
 def send_kafka_python(bootstrap: str, topic: str, frames: list[tuple[bytes, bytes]], duration_s: float,
@@ -65,15 +85,10 @@ def send_confluent(bootstrap: str, topic: str, frames: list[tuple[bytes, bytes]]
                    start_at: float | None = None) -> dict:
     from confluent_kafka import Producer
 
-    failed = [0]
-
-    def on_delivery(err: Any, msg: Any) -> None:
-        if err is not None:
-            failed[0] += 1
-
+    failed = DeliveryFailures()
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
                          "linger.ms": 5, "batch.size": 256 * 1024, "partitioner": "murmur2_random"},
-                        logger=_quiet())
+                        logger=QUIET)
     producer.produce(topic, value=frames[0][1], key=frames[0][0])
     producer.flush(30)
     _wait_until(start_at)
@@ -81,19 +96,14 @@ def send_confluent(bootstrap: str, topic: str, frames: list[tuple[bytes, bytes]]
     deadline = t0 + duration_s
     sent = 0
     for key, value in frames:
-        while True:
-            try:
-                producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
-                break
-            except BufferError:  # local queue full: let librdkafka drain it
-                producer.poll(0.01)
+        confluent_produce(producer, topic, key, value, failed, 0.01)
         sent += 1
         if sent % 1000 == 0:
             producer.poll(0)
             if time.monotonic() > deadline:
                 break
     producer.flush(60)
-    return {"acked": sent - failed[0], "failed": failed[0], "elapsed_s": time.monotonic() - t0}
+    return {"acked": sent - failed.count, "failed": failed.count, "elapsed_s": time.monotonic() - t0}
 
 
 def producer_perf(settings: Settings, topic: str, records: int, record_size: int, timeout_s: float) -> dict:

@@ -17,7 +17,6 @@ at ~140 000 rows/s, the same as with 1 048 576). At small scales it is a floor.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -25,10 +24,9 @@ from typing import Any, Callable
 from eventpipe.settings import Settings
 
 from .harness import BenchError, Processes, app_env, cpu_seconds, python_module, say, status_kb
+from .producers import QUIET, DeliveryFailures, confluent_produce
 
 POLL_S = 0.05
-QUIET = logging.getLogger("bench.librdkafka")  # librdkafka's connection retries would flood the terminal
-QUIET.setLevel(logging.CRITICAL)
 
 
 def prefill(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]) -> float:
@@ -36,26 +34,16 @@ def prefill(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]) 
     seconds taken. Blocks; raises BenchError if some were not acknowledged."""
     from confluent_kafka import Producer
 
-    failed = [0]
-
-    def on_delivery(err: Any, msg: Any) -> None:
-        if err is not None:
-            failed[0] += 1
-
+    failed = DeliveryFailures()
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all", "linger.ms": 20,
                          "batch.size": 1_000_000, "partitioner": "murmur2_random",
                          "queue.buffering.max.messages": 1_000_000}, logger=QUIET)
     t0 = time.monotonic()
     for key, value in records:
-        while True:
-            try:
-                producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
-                break
-            except BufferError:  # local queue full: let librdkafka drain it
-                producer.poll(0.05)
+        confluent_produce(producer, topic, key, value, failed, 0.05)
     remaining = producer.flush(120)
-    if remaining or failed[0]:
-        raise BenchError(f"pre-filling {topic}: {failed[0]} failed, {remaining} not acknowledged")
+    if remaining or failed.count:
+        raise BenchError(f"pre-filling {topic}: {failed.count} failed, {remaining} not acknowledged")
     return time.monotonic() - t0
 
 
