@@ -15,24 +15,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from eventpipe import contract
+from eventpipe.contract import MESSAGE_MAX, SECONDS_CEILING, SESSION_MAX, SESSION_MIN, VERSION_MAX
 from eventpipe.settings import Settings
 
-# A UNIX timestamp in seconds beyond this (year 5138) is almost surely milliseconds.
-MAX_SECONDS = 99_999_999_999
-SESSION_MIN, SESSION_MAX = 8, 20
 MAX_ID_CHARS = 255
-MAX_MESSAGE_CHARS = 8000
-MAX_VERSION_CHARS = 255
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def load_event_types(path: str) -> frozenset[str] | None:
-    """The configured set of v3 types (one per line, ``#`` comments); ``None`` when the file is missing."""
-    file = Path(path)
-    if not file.is_file():
-        return None
-    lines = (line.split("#", 1)[0].strip() for line in file.read_text().splitlines())
-    return frozenset(line for line in lines if line)
+    """The configured set of v3 types; ``None`` (any type passes) when this worker has no such file."""
+    return contract.load_event_types(path) if Path(path).is_file() else None
 
 
 def check_event(event: dict[str, Any], types: frozenset[str] | None,
@@ -51,7 +44,7 @@ def check_event(event: dict[str, Any], types: frozenset[str] | None,
     ts = event["timestamp"]
     if ts < 0:
         return "timestamp: negative"
-    if ts > MAX_SECONDS:
+    if ts >= SECONDS_CEILING:
         return "timestamp: looks like milliseconds; UNIX seconds expected"
     if ts > event["received_at"].timestamp() + max_future_s:
         return f"timestamp: more than {max_future_s} s after received_at"
@@ -88,10 +81,10 @@ def check_join_record(record: dict[str, Any], max_future_s: int = Settings.max_f
     interval = record["join_interval"]
     if not math.isfinite(interval) or interval < 0:
         return "join_interval: must be a finite number of seconds >= 0"
-    if len(record["message"]) > MAX_MESSAGE_CHARS:
-        return f"message: longer than {MAX_MESSAGE_CHARS} characters"
-    if record["version"] is not None and len(record["version"]) > MAX_VERSION_CHARS:
-        return f"version: longer than {MAX_VERSION_CHARS} characters"
+    if len(record["message"]) > MESSAGE_MAX:
+        return f"message: longer than {MESSAGE_MAX} characters"
+    if record["version"] is not None and len(record["version"]) > VERSION_MAX:
+        return f"version: longer than {VERSION_MAX} characters"
     if record["count"] < 1:
         record["count"] = 1
     return None

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         from .openapi import document
-        from .validation import load_event_types
+        from eventpipe.contract import load_event_types
 
         print(json.dumps(document(settings, load_event_types(settings.event_types_file)), indent=2))
         return 0

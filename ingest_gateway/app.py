@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import falcon
 
+from eventpipe.contract import load_event_types
 from eventpipe.settings import Settings
 
 from .errors import V3, ZIDIUM, GatewayError, handle_gateway_error, handle_unexpected
@@ -18,7 +19,6 @@ from .publisher import Publisher
 from .resources.joins import ZidiumResource
 from .resources.ops import HealthResource, MetricsResource, OpenAPIResource, ReadyResource
 from .resources.v3 import EventsResource
-from .validation import load_event_types
 
 
 class RequestMetrics:

@@ -9,7 +9,9 @@ from typing import Any
 
 from eventpipe.settings import Settings
 
-from .validation import CLIENT_ID_MAX, MESSAGE_MAX, SESSION_MAX, SESSION_MIN, VERSION_MAX
+from eventpipe.contract import MESSAGE_MAX, SESSION_MAX, SESSION_MIN, VERSION_MAX
+
+from .validation import CLIENT_ID_MAX
 
 
 def _v3_error(description: str, code: int) -> dict[str, Any]:

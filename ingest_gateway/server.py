@@ -90,7 +90,7 @@ def serve(settings: Settings) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     # Fail fast in the master on configuration errors instead of in every worker.
     from .keystore import KeyStore
-    from .validation import load_event_types
+    from eventpipe.contract import load_event_types
 
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
     load_event_types(settings.event_types_file)

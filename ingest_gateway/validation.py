@@ -12,23 +12,18 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterable
 
+from eventpipe.contract import MESSAGE_MAX, SECONDS_CEILING, SESSION_MAX, SESSION_MIN, VERSION_MAX
 from eventpipe.settings import Settings
 
 from .jsontext import dumps_compact
 
 ACTIONS = ("START", "UPDATE", "END")
-SESSION_MIN, SESSION_MAX = 8, 20
 CLIENT_ID_MAX = 64
-# A UNIX time in seconds reaches 10^11 only in the year 5138; anything that large is milliseconds (or finer).
-SECONDS_CEILING = 100_000_000_000
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-MESSAGE_MAX, VERSION_MAX = 8000, 255
 IMPORTANCE_BY_NUMBER = {0: "Unknown", 50: "Success", 100: "Warning", 150: "Alarm"}
 IMPORTANCE_BY_NAME = {name.lower(): name for name in IMPORTANCE_BY_NUMBER.values()}
-_TYPE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _MS_DATE = re.compile(r"^/Date\((-?\d{1,15})([+-]\d{4})?\)/$")  # the old ASP.NET JSON date form
 
 
@@ -71,21 +66,6 @@ class V3Event:
     session: str | None
     entities: tuple[tuple[str, str], ...]
     client_id: str | None
-
-
-def load_event_types(path: str | Path) -> frozenset[str]:
-    """The configured set of v3 types: one per line, ``#`` comments. Blocks on the read; raises ValueError/OSError."""
-    types = set()
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        name = line.split("#", 1)[0].strip()
-        if not name:
-            continue
-        if not _TYPE_NAME.match(name):
-            raise ValueError(f"{path}:{number}: event type {name!r} must be 1-64 letters, digits, '_', '.', '-'")
-        types.add(name)
-    if not types:
-        raise ValueError(f"{path} configures no event types")
-    return frozenset(types)
 
 
 # --- v3 events ------------------------------------------------------------------------------------------------

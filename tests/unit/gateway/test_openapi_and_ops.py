@@ -90,7 +90,7 @@ def test_the_static_copy_in_docs_is_current() -> None:
 
     from eventpipe.settings import REPO_ROOT, Settings
     from ingest_gateway.openapi import document
-    from ingest_gateway.validation import load_event_types
+    from eventpipe.contract import load_event_types
 
     defaults = Settings.from_env({})
     expected = document(defaults, load_event_types(defaults.event_types_file))

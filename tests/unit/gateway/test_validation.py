@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingest_gateway.validation import (JoinFields, Limits, Rejection, json_depth_exceeds, load_event_types,
+from eventpipe.contract import load_event_types
+from ingest_gateway.validation import (JoinFields, Limits, Rejection, json_depth_exceeds,
                                        parse_start_date, validate_events, validate_join_record)
 
 from .helpers import event
