@@ -46,7 +46,9 @@ def document(settings: Settings, event_types: frozenset[str]) -> dict[str, Any]:
                     "summary": "Send a batch of v3 events (all-or-nothing)",
                     "description": "Credentials: form field `apikey`, header `X-Api-Key` or `Authorization: Bearer`. "
                                    "Events without `id` get an id derived from the account, their content and "
-                                   "their occurrence among identical events of the batch, so a retry is safe.",
+                                   "their occurrence among identical events of the batch, so a retry is safe; an "
+                                   "event without a session also folds in the whole batch, so the same sessionless "
+                                   "event from two devices stays two events. Send an `id` with sessionless events.",
                     "security": [{"apiKeyHeader": []}, {"bearer": []}, {}],
                     "requestBody": {
                         "required": True,

@@ -2,7 +2,9 @@
 
 Pure functions (SPEC §2).  The ids depend only on the account, the content and the position among identical
 items of one request, so a client that retries a batch after a 503 produces the same ids again and the
-consumers can deduplicate; two identical events in one batch still get two ids.
+consumers can deduplicate; two identical events in one batch still get two ids.  A session id makes an event
+device-specific; an event without one (and without a client ``id``) also depends on the whole batch it came in,
+or two devices sending the same sessionless event in the same second would collapse into one.
 """
 
 from __future__ import annotations
@@ -68,11 +70,27 @@ def with_occurrences(canonicals: Iterable[str]) -> Iterator[tuple[str, int]]:
         yield text, n
 
 
+def batch_canonical(canonicals: Iterable[str], client_ids: Iterable[str | None]) -> str:
+    """The canonical form of a whole batch, as a digest: its events' canonical contents (with their client ids)
+    as a sorted multiset, so a retry gives the same text however its JSON was spaced, its members or its events
+    ordered."""
+    items = sorted(f"{_field(cid)}{_field(text)}" for text, cid in zip(canonicals, client_ids))
+    return hashlib.sha256("".join(items).encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def event_ids(account: str, events: list[V3Event]) -> list[str]:
-    """The ``event_id`` of each event of one batch: the client ``id`` when given, else derived (occurrences are
-    counted among the events without a client id)."""
-    derived = iter(derive_id("event", account, canonical, n) for canonical, n in
-                   with_occurrences(event_canonical(e) for e in events if e.client_id is None))
+    """The ``event_id`` of each event of one batch: the client ``id`` when given, else derived from the account,
+    the canonical content and the occurrence number among identical events without a client id — and, for an
+    event without a session, from the batch's canonical form too (SPEC §2)."""
+    canonicals = [event_canonical(e) for e in events]
+    batch = None
+    if any(e.session is None and e.client_id is None for e in events):
+        batch = batch_canonical(canonicals, (e.client_id for e in events))
+    derived = iter(derive_id("event" if event.session is not None else f"event-in-batch:{batch}", account,
+                             canonical, n)
+                   for event, (canonical, n) in zip(
+                       (e for e in events if e.client_id is None),
+                       with_occurrences(c for c, e in zip(canonicals, events) if e.client_id is None)))
     return [e.client_id if e.client_id is not None else next(derived) for e in events]
 
 
