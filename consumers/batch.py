@@ -54,7 +54,8 @@ class Batch:
     keyed_rows: dict[str, tuple] = field(default_factory=dict)   # identity -> last row
     plain_rows: list[tuple] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
-    states: dict[tuple[int, str], tuple[bytes | None, int]] = field(default_factory=dict)  # -> (state, version)
+    # (partition, key) -> (state or tombstone bytes, deleted, version)
+    states: dict[tuple[int, str], tuple[bytes, bool, int]] = field(default_factory=dict)
     first_offset: dict[int, int] = field(default_factory=dict)   # partition -> first offset in this batch
     next_offset: dict[int, int] = field(default_factory=dict)    # partition -> last offset + 1
     # progress of the flush, so a retry resumes where it failed
@@ -75,7 +76,9 @@ class Batch:
         if outcome.dead_letter is not None:
             self.dead_letters.append(outcome.dead_letter)
         for change in outcome.changes:
-            self.states[(message.partition, change.key)] = (change.state, message.offset)
+            deleted = change.state is None
+            payload = (change.tombstone or b"") if deleted else change.state
+            self.states[(message.partition, change.key)] = (payload, deleted, message.offset)
         self.first_offset.setdefault(message.partition, message.offset)
         self.next_offset[message.partition] = message.offset + 1
 

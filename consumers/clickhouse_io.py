@@ -73,12 +73,13 @@ class ClickHouseStore:
         self._execute(f"INSERT INTO {table} ({names}) VALUES", rows, types_check=False, settings=settings)
         return time.monotonic() - started
 
-    def write_state(self, group: str, topic: str, changes: Iterable[tuple[int, str, bytes | None, int]],
+    def write_state(self, group: str, topic: str, changes: Iterable[tuple[int, str, bytes, bool, int]],
                     checkpoints: dict[int, bytes], versions: dict[int, int]) -> float:
-        """One INSERT block of state rows ``(partition, key, state|None, version)`` and the partitions'
-        checkpoints — atomic, because ``consumer_state`` has no partition key. Blocks; raises Unavailable."""
-        rows = [(group, topic, p, key, state or b"", version, 1 if state is None else 0)
-                for p, key, state, version in changes]
+        """One INSERT block of state rows ``(partition, key, state, deleted, version)`` — a deleted key's state
+        is its tombstone, or empty — and the partitions' checkpoints: atomic, because ``consumer_state`` has no
+        partition key. Blocks; raises Unavailable."""
+        rows = [(group, topic, p, key, state, version, 1 if deleted else 0)
+                for p, key, state, deleted, version in changes]
         rows += [(group, topic, p, CHECKPOINT_KEY, raw, versions[p], 0) for p, raw in checkpoints.items()]
         return self.insert("consumer_state", STATE_COLUMNS, rows, one_block=True)
 
@@ -90,6 +91,20 @@ class ClickHouseStore:
             "GROUP BY key HAVING argMax(deleted, version) = 0",
             {"g": group, "t": topic, "p": partition}, settings={"strings_as_bytes": True})
         return restored_from_rows(rows)
+
+    def load_tombstones(self, group: str, topic: str, lookups: dict[int, list[str]]) -> dict[int, list[bytes]]:
+        """The tombstones of evicted keys, per partition: the latest row of each key in ``lookups`` when it is a
+        delete that kept its state. One query per partition (a primary-key range each). Blocks; raises
+        Unavailable."""
+        found: dict[int, list[bytes]] = {}
+        for partition, keys in lookups.items():
+            rows = self._execute(
+                "SELECT argMax(state, version) AS s FROM consumer_state "
+                "WHERE consumer_group = %(g)s AND topic = %(t)s AND partition = %(p)s AND key IN %(keys)s "
+                "GROUP BY key HAVING argMax(deleted, version) = 1 AND s != ''",
+                {"g": group, "t": topic, "p": partition, "keys": tuple(keys)}, settings={"strings_as_bytes": True})
+            found[partition] = [row[0] for row in rows]
+        return found
 
     def close(self) -> None:
         self.client.disconnect()

@@ -30,6 +30,8 @@ LAG = Gauge("eventpipe_consumer_lag", "Records behind the end of the partition (
             ["worker", "topic", "partition"])
 OPEN_KEYS = Gauge("eventpipe_consumer_open_keys", "Keys held in state: open sessions (sessions) or open join "
                   "windows (joins).", ["worker"])
+LOOKUPS = Counter("eventpipe_consumer_state_lookups_total", "Keys looked up in consumer_state before their "
+                  "records could be applied (UPDATE/END of sessions no longer in memory).", ["worker"])
 WATERMARK = Gauge("eventpipe_consumer_watermark_seconds", "Event-time watermark per partition.",
                   ["worker", "partition"])
 

@@ -47,6 +47,7 @@ class Message:
 class StateChange:
     key: str
     state: bytes | None  # None: evicted
+    tombstone: bytes | None = None  # what an evicted key leaves behind for a later recall (sessions only)
 
 
 @dataclass(slots=True)
@@ -68,6 +69,9 @@ class Processor(Protocol):
     stateful: bool
 
     def handle(self, message: Message) -> Outcome: ...
+    def prepare(self, messages: list[Message]) -> dict[int, list[str]]: ...
+    def recall(self, partition: int, keys: list[str], tombstones: list[bytes]) -> None: ...
+    def persisted(self) -> None: ...
     def ready(self, partition: int) -> bool: ...
     def assign(self, partition: int, restored: Restored) -> None: ...
     def revoke(self, partition: int) -> None: ...
@@ -97,7 +101,21 @@ def dead_letter(message: Message, reason: str, account_id: str | None = None) ->
     }
 
 
-class NoState:
+class NoLookups:
+    """Mixin of the workers whose records never need state looked up in ClickHouse before they are handled."""
+
+    def prepare(self, messages: list[Message]) -> dict[int, list[str]]:
+        """Keys per partition whose tombstones must be looked up before ``messages`` are handled: none."""
+        return {}
+
+    def recall(self, partition: int, keys: list[str], tombstones: list[bytes]) -> None:
+        pass
+
+    def persisted(self) -> None:
+        pass
+
+
+class NoState(NoLookups):
     """Mixin of the stateless workers."""
 
     stateful = False
@@ -174,7 +192,7 @@ class DeadLetterSink(NoState):
         return Outcome(outcome, rows=[(None, (seconds(received_ms),) + fields + (key,))])
 
 
-class Stateful:
+class Stateful(NoLookups):
     """Shared part of the sessions and joins workers: one machine per assigned partition."""
 
     stateful = True
@@ -205,12 +223,13 @@ class Stateful:
         machine = self.machines[message.partition]
         late = machine.dropped_late
         changes = machine.process(item, message.offset)
-        if machine.dropped_late != late:
-            return Outcome("dropped_late")  # older than the retention: in `events` only (see sessions.py/joins.py)
+        # dropped_late: too late for pairing, in `events` only (see sessions.py/joins.py) — but the deadlines its
+        # time passed (an ignored late END can move the watermark) still give rows and state
+        outcome = "dropped_late" if machine.dropped_late != late else "applied" if changes else "no_change"
         return Outcome(
-            "applied" if changes else "no_change",
+            outcome,
             rows=[to_row(c.row) for c in changes if c.row is not None],
-            changes=[StateChange(c.key, c.state) for c in changes])
+            changes=[StateChange(c.key, c.state, c.tombstone) for c in changes])
 
 
 class SessionsWorker(Stateful):
@@ -227,12 +246,32 @@ class SessionsWorker(Stateful):
         self.types = rules.load_event_types(settings.event_types_file)
         self.max_future_s = settings.max_future_s
         self.config = SessionConfig(session_timeout_s=settings.session_timeout_s,
-                                    orphan_grace_s=settings.orphan_grace_s)
+                                    orphan_grace_s=settings.orphan_grace_s,
+                                    late_horizon_s=settings.session_late_horizon_s)
+        self.decoded: dict[tuple[int, int], SessionEvent | Outcome] = {}  # prepare() -> handle(), one poll
 
     def new_machine(self, watermark: int, states: tuple[bytes, ...]) -> SessionPairer:
         return SessionPairer(self.config, watermark, states)
 
-    def handle(self, message: Message) -> Outcome:
+    def prepare(self, messages: list[Message]) -> dict[int, list[str]]:
+        """Decode ``messages`` (kept for ``handle``) and list, per partition, the keys whose tombstones must be
+        looked up first: UPDATE/END of sessions that are not in memory (see the recall protocol in sessions.py)."""
+        self.decoded = {(m.partition, m.offset): self.decode(m) for m in messages}
+        by_partition: dict[int, list[SessionEvent]] = {}
+        for (partition, _), item in self.decoded.items():
+            if isinstance(item, SessionEvent) and partition in self.machines:
+                by_partition.setdefault(partition, []).append(item)
+        lookups = {p: self.machines[p].unknown_keys(items) for p, items in by_partition.items()}
+        return {p: keys for p, keys in lookups.items() if keys}
+
+    def recall(self, partition: int, keys: list[str], tombstones: list[bytes]) -> None:
+        self.machines[partition].recall(keys, tombstones)
+
+    def persisted(self) -> None:
+        for machine in self.machines.values():
+            machine.persisted()
+
+    def decode(self, message: Message) -> SessionEvent | Outcome:
         try:
             event = EVENT.decode(message.value or b"")
         except DecodeError:  # invalid input: the events worker dead-letters it
@@ -241,9 +280,12 @@ class SessionsWorker(Stateful):
             return Outcome("invalid")  # ditto
         if event["session"] is None:
             return Outcome("single_event")  # in `events` only (SPEC §3.1)
-        item = SessionEvent(account_id=event["account_id"], event_id=event["event_id"], action=event["action"],
+        return SessionEvent(account_id=event["account_id"], event_id=event["event_id"], action=event["action"],
                             type=event["type"], timestamp=event["timestamp"], session=event["session"])
-        return self.apply(message, item, session_row)
+
+    def handle(self, message: Message) -> Outcome:
+        item = self.decoded.pop((message.partition, message.offset), None) or self.decode(message)
+        return item if isinstance(item, Outcome) else self.apply(message, item, session_row)
 
 
 def session_row(row: Any) -> tuple[str, tuple]:

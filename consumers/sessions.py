@@ -22,16 +22,29 @@ points — never on arrival order, batch boundaries or duplicates):
   offset ≤ that is ignored. An event that changes nothing (duplicate) changes no state and yields no ``Change``.
 * ``row_version`` = the offset of the event being processed: the event itself, or the event whose timestamp moved
   the watermark past a timeout/orphan deadline.
-* Retention (bounded memory): ``R = T + G``. A key is evicted (``Change(key, row, state=None)``) once
-  ``W ≥ last + R`` (``last`` = largest timestamp of its events); by then it is always terminal. Any event with
-  ``timestamp + R ≤ W`` is too late: it is dropped (``dropped_late`` counts it; it is still in the ``events``
-  table) — had it come in time, its session would long be decided. This is what keeps replays and duplicates of
-  an evicted key's events from resurrecting it: they are all that old. An event for an evicted key that is *not*
-  that old starts a fresh state for the key (a session id reused a day later, or an END more than ``R`` after its
-  START): its row replaces the old one in ``sessions_final``. Deadlines are applied *before* the event that moves
-  the watermark, so it makes no difference whether this event or another one moved it. Shuffles in which no
-  event arrives after the watermark passed its own timestamp + ``G``, for keys whose events span less than ``T``,
-  never hit either case.
+* Retention (bounded memory): ``R = T + G``. A key is evicted once ``W ≥ last + R`` (``last`` = largest
+  timestamp of its events); by then it is always terminal. Its ``Change`` has ``state=None`` and a
+  ``tombstone``: the evicted state, persisted beside the live states (``consumer_state``, ``deleted = 1``) so that
+  memory holds only live keys while what the row knew is never lost. Any event with ``timestamp + R ≤ W`` is too
+  late: it is dropped (``dropped_late`` counts it; it is still in the ``events`` table) — had it come in time,
+  its session would long be decided; this keeps replays and duplicates of an evicted key's events from
+  resurrecting it. An event for an evicted key that is *not* that old (SPEC §3.1: a session whose START was seen
+  is never an orphan, however long after it the next event comes):
+  - a START starts a new session (a session id reused days later): its row replaces the old one;
+  - an UPDATE or END meets the key's tombstone. If the old session had ended (END seen), or the event lies
+    ``late_horizon_s`` (``H``, default 7 days) or more after the key's last event, it is ignored for pairing
+    (counted in ``dropped_late``; the row keeps what it knew). Otherwise the tombstone comes back to memory and
+    the event applies as if the key had never left: a START-only session that timed out stays ``timed_out``
+    with its ``start_time`` and shows the late END's ``end_time`` and ``duration_s``; an orphan keeps counting.
+  A tombstone costs no memory (it lives in ClickHouse); ``H`` bounds how long one must be kept.
+  Deadlines are applied *before* the event that moves the watermark, so it makes no difference whether this
+  event or another one moved it. Shuffles in which no event arrives after the watermark passed its own
+  timestamp + ``G``, for keys whose events span less than ``T``, never hit any of these cases.
+* Recall protocol (the shell's I/O, kept out of this module): before ``process``-ing an UPDATE/END whose key
+  is not in memory, the caller looks the key's tombstone up and hands it over with ``recall`` —
+  ``unknown_keys(events)`` lists the keys that need it (batched per poll). Keys evicted here since the last
+  ``persisted()`` are remembered in memory until then, since their tombstones are not in ClickHouse yet.
+  ``process`` raises ``RecallRequired`` for a key that was not looked up: a bug in the caller, never a guess.
 
 * ``len(machine)`` counts every key in memory: open and pending sessions, and finished ones awaiting eviction.
 * The watermark is the partition's largest timestamp: one event stamped far in the future times out every open
@@ -51,7 +64,8 @@ from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Generic, TypeVar
 
-__all__ = ["Change", "SessionConfig", "SessionEvent", "SessionPairer", "SessionRow", "state_key"]
+__all__ = ["Change", "RecallRequired", "SessionConfig", "SessionEvent", "SessionPairer", "SessionRow",
+           "state_key"]
 
 START, UPDATE, END = "START", "UPDATE", "END"
 OPEN, CLOSED, TIMED_OUT, ORPHAN = "open", "closed", "timed_out", "orphan"
@@ -61,21 +75,28 @@ RowT = TypeVar("RowT")
 
 @dataclass(frozen=True, slots=True)
 class Change(Generic[RowT]):
-    """One state entry touched by ``process``: the row to write (or None) and the state to persist (None = delete)."""
+    """One state entry touched by ``process``: the row to write (or None) and the state to persist (None = the
+    key left memory; ``tombstone``, when given, is what to keep of it for a later ``recall``)."""
 
     key: str
     row: RowT | None
     state: bytes | None
+    tombstone: bytes | None = None
+
+
+class RecallRequired(LookupError):
+    """Bug in the caller: an UPDATE/END for a key not in memory was processed without looking up its tombstone."""
 
 
 @dataclass(frozen=True, slots=True)
 class SessionConfig:
     session_timeout_s: int = 86400
     orphan_grace_s: int = 3600
+    late_horizon_s: int = 7 * 86400  # how long after a key's last event a late UPDATE/END still joins it
 
     def __post_init__(self) -> None:
-        if self.session_timeout_s <= 0 or self.orphan_grace_s <= 0:
-            raise ValueError("session_timeout_s and orphan_grace_s must be positive")
+        if self.session_timeout_s <= 0 or self.orphan_grace_s <= 0 or self.late_horizon_s <= 0:
+            raise ValueError("session_timeout_s, orphan_grace_s and late_horizon_s must be positive")
 
     @property
     def retention_s(self) -> int:
@@ -125,6 +146,8 @@ _FORMAT = 1  # first byte of serialized state
 _KEYLEN = struct.Struct("<BI")
 
 _Visible = tuple[str, int | None, int | None, int | None, int] | None  # status, start, end, duration, updates
+_IGNORED = b"ignored"  # _recall's answer for an event that must not join its evicted key
+_UNSCHEDULED = 2**63 - 1
 
 
 def _digest(event_id: str) -> bytes:
@@ -143,7 +166,7 @@ def _contains(blob: bytes, digest: bytes) -> bool:
 class SessionPairer:
     """Pairs START/UPDATE/END of one partition into ``sessions`` rows. Pure and single-threaded; never blocks."""
 
-    __slots__ = ("_cfg", "_w", "_state", "_buckets", "_heap", "dropped_late")
+    __slots__ = ("_cfg", "_w", "_state", "_buckets", "_heap", "_recalled", "dropped_late")
 
     def __init__(self, config: SessionConfig = SessionConfig(), watermark: int = 0,
                  states: Iterable[bytes] = ()) -> None:
@@ -153,6 +176,8 @@ class SessionPairer:
         self._state: dict[str, bytes] = {}
         self._buckets: dict[int, list[str]] = {}
         self._heap: list[int] = []
+        # key -> tombstone value (None: looked up, none exists) for keys not in memory; see the recall protocol
+        self._recalled: dict[str, bytes | None] = {}
         self.dropped_late = 0  # events too late for pairing (see module docstring); a metric for the shell
         for blob in states:
             key, value = _decode(blob)
@@ -179,6 +204,43 @@ class SessionPairer:
         visible = None if value is None else self._visible(value, self._w)
         return None if visible is None else _make_row(key, visible, 0)
 
+    # --- recall of evicted keys (the caller does the look-up) ---------------------------------------------------
+    def unknown_keys(self, events: Iterable[SessionEvent]) -> list[str]:
+        """The state keys whose tombstone must be looked up before ``events`` (the next ones to ``process``, in
+        order) can be processed, once each. A key that a START among them brings into memory first needs none,
+        so the usual session — START, UPDATEs and END in one poll — costs no look-up."""
+        keys: dict[str, None] = {}
+        state, recalled, retention = self._state, self._recalled, self._cfg.retention_s
+        started: set[str] = set()
+        w = self._w  # the watermark each event will meet, as ``process`` moves it
+        for e in events:
+            ts = e.timestamp
+            late = ts + retention <= w  # dropped by ``process`` without a look-up
+            if ts > w:
+                w = ts
+            if late:
+                continue
+            key = state_key(e.account_id, e.session, e.type)
+            if e.action == START:
+                started.add(key)
+            elif key not in state and key not in recalled and key not in started:
+                keys[key] = None
+        return list(keys)
+
+    def recall(self, keys: Iterable[str], tombstones: Iterable[bytes]) -> None:
+        """Hand over the look-up of ``keys``: the tombstones found (``Change.tombstone`` bytes), absent for keys
+        that have none. Raises ValueError on a corrupt tombstone."""
+        for key in keys:
+            self._recalled.setdefault(key, None)
+        for blob in tombstones:
+            key, value = _decode(blob)
+            if key not in self._state:
+                self._recalled[key] = value
+
+    def persisted(self) -> None:
+        """Every ``Change`` returned so far is durable: tombstones can be looked up where they were written."""
+        self._recalled.clear()
+
     # --- the one entry point -----------------------------------------------------------------------------------
     def process(self, event: SessionEvent, offset: int) -> list[Change[SessionRow]]:
         """Apply every deadline the event's timestamp passes, then the event (Kafka ``offset``); return what changed.
@@ -199,7 +261,11 @@ class SessionPairer:
         self._fire(w0, w, before, evicted)
 
         value = self._state.get(key)
-        if value is not None and offset <= _HDR.unpack_from(value)[0]:
+        if value is None and event.action != START and ts + cfg.retention_s > w0:
+            value = self._recall(key, ts)
+        if value is _IGNORED:
+            self.dropped_late += 1
+        elif value is not None and offset <= _HDR.unpack_from(value)[0]:
             pass  # replay of an event already applied
         elif ts + cfg.retention_s <= w0:
             self.dropped_late += 1
@@ -213,6 +279,8 @@ class SessionPairer:
             dirty.add(key)
         else:
             new = _apply(value, event, offset)
+            if new is not None and key not in self._state:  # recalled: back in memory since the event changed it
+                del self._recalled[key]
             if new is not None:
                 before.setdefault(key, self._visible(value, w0))
                 _, start, end, first, last, due, flags = _HDR.unpack_from(new)
@@ -233,7 +301,8 @@ class SessionPairer:
                     shown = old = final
             value = self._state.get(k)
             if value is None:
-                changes.append(Change(k, _make_row(k, shown, offset) if shown else None, None))
+                changes.append(Change(k, _make_row(k, shown, offset) if shown else None, None,
+                                      _encode(k, evicted[k]) if k in evicted else None))
                 continue
             current = self._visible(value, w)
             if current is not None and current != old:
@@ -261,11 +330,26 @@ class SessionPairer:
                     before[k] = self._visible(value, w0)
                 if w >= last + retention:
                     del state[k]
-                    evicted[k] = value
+                    evicted[k] = self._recalled[k] = value
                     continue
                 nd = self._deadline(start, end, first, last, flags, w)
                 state[k] = _HDR.pack(off, start, end, first, last, nd, flags) + value[_HDR_SIZE:]
                 self._schedule(k, nd)
+
+    def _recall(self, key: str, ts: int) -> bytes | None:
+        """The tombstone of an evicted key for an UPDATE/END at ``ts`` (None: no such key, ``_IGNORED``: the event
+        cannot join it). Raises RecallRequired when the key was never looked up."""
+        try:
+            value = self._recalled[key]
+        except KeyError:
+            raise RecallRequired(f"{key}: not in memory and not looked up; call recall() first") from None
+        if value is None:
+            return None
+        offset, start, end, first, last, _, flags = _HDR.unpack_from(value)
+        if flags & _HAS_END or ts >= last + self._cfg.late_horizon_s:
+            return _IGNORED
+        # unscheduled: if the event changes the key, ``process`` schedules its next deadline like any other's
+        return _HDR.pack(offset, start, end, first, last, _UNSCHEDULED, flags) + value[_HDR_SIZE:]
 
     def _schedule(self, key: str, due: int) -> None:
         bucket = self._buckets.get(due)

@@ -6,7 +6,9 @@ The sessions and joins workers keep one state machine per assigned input partiti
 ``(consumer_group, topic, partition, key)``:
 
 * every ``Change`` a machine returns becomes one row: ``key``, ``state`` (the machine's opaque bytes),
-  ``version`` = the Kafka offset of the record that caused it, ``deleted`` = 1 when ``state`` is None (evicted);
+  ``version`` = the Kafka offset of the record that caused it, ``deleted`` = 1 when ``state`` is None (evicted) —
+  then ``state`` holds the change's ``tombstone`` (sessions: the evicted state, looked up by key when a late
+  UPDATE/END of that session comes; see the recall protocol in sessions.py), or is empty;
 * the reserved key ``''`` is the partition **checkpoint**: ``{"watermark": w, "next_offset": n}`` with
   ``version = n`` — the machine's event-time watermark and the next offset to read after this batch.
 

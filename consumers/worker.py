@@ -79,12 +79,16 @@ class Worker:
             self.flush()                                                       # write → commit
         elif self.uncommitted and now >= self.write_retry_at:
             self.commit({})
+        elif self.paused and now >= self.write_retry_at:
+            self.set_paused(False)  # a failed look-up paused reading; nothing is due to write: try again
         try:
             messages = self.source.poll(self.poll_timeout(), max(1, self.max_records - self.batch.records))  # poll
         except Unavailable as exc:
             metrics.FAILURES.labels(self.name, "poll").inc()
             log.warning("poll failed; retrying", extra={"error": str(exc)})
             self.clock.sleep(POLL_MAX_S)
+            return
+        if messages and not self.look_up(messages):
             return
         now = self.clock.time()
         outcomes: dict[str, int] = {}  # counted here, added to the metric once per poll (labels() is not free)
@@ -102,6 +106,28 @@ class Worker:
         if messages or now - self.observed_at >= OBSERVE_EVERY_S:
             self.observe()
             self.observed_at = now
+
+    def look_up(self, messages: list) -> bool:
+        """Fetch from ClickHouse what the processor needs before it can handle ``messages`` (the tombstones of
+        evicted sessions). False: ClickHouse is away — the messages are put back (seek), reading pauses, and a
+        retry is scheduled. Blocks on ClickHouse."""
+        lookups = self.processor.prepare(messages)
+        if not lookups:
+            return True
+        try:
+            found = self.store.load_tombstones(self.group, self.processor.topic, lookups)
+        except Unavailable as exc:
+            first: dict[int, int] = {}
+            for message in messages:
+                first.setdefault(message.partition, message.offset)
+            for partition, offset in first.items():
+                self.source.seek(partition, offset)
+            self.write_failed("lookup", exc)
+            return False
+        for partition, keys in lookups.items():
+            self.processor.recall(partition, keys, found.get(partition, []))
+        metrics.LOOKUPS.labels(self.name).inc(sum(map(len, lookups.values())))
+        return True
 
     def poll_timeout(self) -> float:
         """Until the next thing to do: the batch's age limit, a scheduled retry, or at most ``POLL_MAX_S``."""
@@ -142,12 +168,13 @@ class Worker:
             step = "state"
             checkpoints = {p: Checkpoint(proc.watermark(p), n) for p, n in batch.next_offset.items()}
             if proc.stateful and not batch.state_written:
-                changes = [(p, key, state, version) for (p, key), (state, version) in batch.states.items()]
+                changes = [(p, key, *value) for (p, key), value in batch.states.items()]
                 seconds = self.store.write_state(self.group, proc.topic, changes,
                                                  {p: c.encode() for p, c in checkpoints.items()},
                                                  {p: c.next_offset for p, c in checkpoints.items()})
                 metrics.INSERT_SECONDS.labels(self.name, "consumer_state").observe(seconds)
                 batch.state_written = True
+                proc.persisted()  # tombstones of keys evicted so far can be looked up in ClickHouse now
         except Unavailable as exc:
             self.write_failed(step, exc)
             return False

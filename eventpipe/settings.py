@@ -67,6 +67,9 @@ class Settings:
     batch_seconds: float = _var("BATCH_SECONDS", 1.0, "...or after this many seconds, whichever comes first.")
     session_timeout_s: int = _var("SESSION_TIMEOUT_S", 86_400, "Event-time seconds after START without END: timed_out.")
     orphan_grace_s: int = _var("ORPHAN_GRACE_S", 3_600, "Event-time seconds an UPDATE/END waits for its START: orphan.")
+    session_late_horizon_s: int = _var(
+        "SESSION_LATE_HORIZON_S", 7 * 86_400, "Event-time seconds after a session's last event within which a "
+        "late UPDATE/END still joins it once it has left memory (its START is never lost either way).")
     consumer_metrics_port: int = _var(
         "CONSUMER_METRICS_PORT", 9101, "First /metrics port of the workers (events, sessions, joins, deadletters "
         "take this +0..3 under `make run`; 0 picks a free port).")

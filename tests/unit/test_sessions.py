@@ -21,12 +21,29 @@ def ev(action: str, ts: int, event_id: str | None = None, session: str = "sess-0
     return SessionEvent("acc", event_id or f"{action}@{ts}", action, "APPSTART", ts, session)
 
 
+def feed(machine: SessionPairer, event: SessionEvent, offset: int,
+         tombstones: dict[str, bytes] | None = None) -> list[Change]:
+    """``process`` as the worker does it: look up the tombstones the machine asks for first (in ``tombstones``,
+    the latest persisted tombstone per key; None: nothing persisted), and keep the new ones there."""
+    keys = machine.unknown_keys([event])
+    if keys:
+        machine.recall(keys, [tombstones[k] for k in keys if tombstones and k in tombstones])
+    changes = machine.process(event, offset)
+    if tombstones is not None:
+        for c in changes:
+            if c.tombstone is not None:
+                tombstones[c.key] = c.tombstone
+            elif c.state is not None:
+                tombstones.pop(c.key, None)
+    return changes
+
+
 def run(events: list[SessionEvent], machine: SessionPairer | None = None,
         first_offset: int = 0) -> tuple[SessionPairer, list[Change]]:
     machine = SessionPairer(CFG) if machine is None else machine
     changes: list[Change] = []
     for offset, e in enumerate(events, first_offset):
-        changes.extend(machine.process(e, offset))
+        changes.extend(feed(machine, e, offset))
     return machine, changes
 
 
@@ -78,19 +95,19 @@ def test_row_carries_the_pair_and_the_offset_as_version() -> None:
 
 def test_distinct_types_and_sessions_are_distinct_pairs() -> None:
     m = SessionPairer(CFG)
-    m.process(ev("START", 10), 0)
-    m.process(SessionEvent("acc", "x", "START", "OTHER", 10, "sess-0001"), 1)
-    m.process(ev("START", 10, session="sess-0002"), 2)
-    m.process(SessionEvent("acc2", "y", "START", "APPSTART", 10, "sess-0001"), 3)
+    feed(m, ev("START", 10), 0)
+    feed(m, SessionEvent("acc", "x", "START", "OTHER", 10, "sess-0001"), 1)
+    feed(m, ev("START", 10, session="sess-0002"), 2)
+    feed(m, SessionEvent("acc2", "y", "START", "APPSTART", 10, "sess-0001"), 3)
     assert len(m) == 4
 
 
 # --- timeouts -----------------------------------------------------------------------------------------------------
 def test_timeout_is_judged_by_the_partition_watermark() -> None:
     m, _ = run([ev("START", 10)])
-    assert m.process(ev("START", 10 + T - 1, session="other-01"), 1)[0].key != KEY  # watermark 109: still open
+    assert feed(m, ev("START", 10 + T - 1, session="other-01"), 1)[0].key != KEY  # watermark 109: still open
     assert m.row(KEY).status == "open"
-    changes = m.process(ev("START", 10 + T, session="other-02"), 2)
+    changes = feed(m, ev("START", 10 + T, session="other-02"), 2)
     mine = [c for c in changes if c.key == KEY]
     assert len(mine) == 1 and summary(mine[0].row) == ("timed_out", 10, None, None, 0)
     assert mine[0].row.row_version == 2  # the offset of the event that moved the watermark
@@ -123,8 +140,8 @@ def test_end_without_start_is_invisible_then_orphan_after_grace() -> None:
     m, changes = run([ev("END", 100)])
     assert [c.row for c in changes] == [None] and changes[0].state is not None
     assert m.row(KEY) is None
-    assert not [c for c in m.process(ev("START", 100 + G - 1, session="other-01"), 1) if c.key == KEY]
-    changes = [c for c in m.process(ev("START", 100 + G, session="other-02"), 2) if c.key == KEY]
+    assert not [c for c in feed(m, ev("START", 100 + G - 1, session="other-01"), 1) if c.key == KEY]
+    changes = [c for c in feed(m, ev("START", 100 + G, session="other-02"), 2) if c.key == KEY]
     assert summary(changes[0].row) == ("orphan", None, 100, None, 0) and changes[0].row.row_version == 2
 
 
@@ -151,15 +168,15 @@ def test_orphan_grace_counts_from_the_earliest_event_of_the_key() -> None:
 def test_duplicate_delivery_changes_nothing(dup: SessionEvent) -> None:
     m, _ = run([ev("START", 10), ev("UPDATE", 20), ev("END", 50)])
     before = dict(m.snapshot())
-    assert m.process(dup, 10) == []
+    assert feed(m, dup, 10) == []
     assert dict(m.snapshot()) == before
 
 
 def test_replay_at_an_applied_offset_is_skipped() -> None:
     m, _ = run([ev("START", 10), ev("UPDATE", 20)])
-    assert m.process(ev("UPDATE", 30, "new-update"), 1) == []  # offset 1 already applied to the key
+    assert feed(m, ev("UPDATE", 30, "new-update"), 1) == []  # offset 1 already applied to the key
     assert m.row(KEY).update_count == 1
-    assert m.process(ev("UPDATE", 30, "new-update"), 2)[0].row.update_count == 2
+    assert feed(m, ev("UPDATE", 30, "new-update"), 2)[0].row.update_count == 2
 
 
 def test_unknown_action_is_invalid_input() -> None:
@@ -170,15 +187,15 @@ def test_unknown_action_is_invalid_input() -> None:
 # --- eviction and late events -------------------------------------------------------------------------------------
 def test_terminal_state_is_evicted_once_the_watermark_passes_last_plus_retention() -> None:
     m, _ = run([ev("START", 10), ev("END", 50)])
-    assert not [c for c in m.process(ev("START", 50 + R - 1, session="other-01"), 2) if c.key == KEY]
-    changes = [c for c in m.process(ev("START", 50 + R, session="other-02"), 3) if c.key == KEY]
-    assert changes == [Change(KEY, None, None)]
+    assert not [c for c in feed(m, ev("START", 50 + R - 1, session="other-01"), 2) if c.key == KEY]
+    changes = [c for c in feed(m, ev("START", 50 + R, session="other-02"), 3) if c.key == KEY]
+    assert [(c.row, c.state) for c in changes] == [(None, None)] and changes[0].tombstone is not None
     assert len(m) == 2
 
 
 def test_timeout_and_eviction_in_one_jump_write_the_final_row_with_the_delete() -> None:
     m, _ = run([ev("START", 10)])
-    changes = [c for c in m.process(ev("START", 10 + 10 * R, session="other-01"), 1) if c.key == KEY]
+    changes = [c for c in feed(m, ev("START", 10 + 10 * R, session="other-01"), 1) if c.key == KEY]
     assert len(changes) == 1 and changes[0].state is None
     assert summary(changes[0].row) == ("timed_out", 10, None, None, 0) and changes[0].row.row_version == 1
 
@@ -186,14 +203,14 @@ def test_timeout_and_eviction_in_one_jump_write_the_final_row_with_the_delete() 
 def test_events_older_than_retention_are_dropped() -> None:
     m, _ = run([ev("START", 10), ev("END", 50), ev("START", 50 + R, session="other-01")])
     assert len(m) == 1  # the closed session is gone
-    assert m.process(ev("START", 10), 7) == []  # a replay or duplicate of it: too late, dropped
-    assert m.process(ev("UPDATE", 50, "fresh"), 8) == []  # timestamp + R <= watermark
+    assert feed(m, ev("START", 10), 7) == []  # a replay or duplicate of it: too late, dropped
+    assert feed(m, ev("UPDATE", 50, "fresh"), 8) == []  # timestamp + R <= watermark
     assert m.dropped_late == 2 and len(m) == 1
 
 
 def test_reused_session_after_eviction_starts_afresh() -> None:
     m, _ = run([ev("START", 10), ev("END", 50)])
-    changes = m.process(ev("START", 1000, "second-life"), 2)
+    changes = feed(m, ev("START", 1000, "second-life"), 2)
     assert changes[0].key == KEY and summary(changes[0].row) == ("open", 1000, None, None, 0)
     assert changes[0].state is not None and len(m) == 1
 
@@ -201,8 +218,8 @@ def test_reused_session_after_eviction_starts_afresh() -> None:
 def test_memory_stays_bounded() -> None:
     m = SessionPairer(CFG)
     for i in range(2000):
-        m.process(ev("START", i, session=f"s{i:07d}"), 2 * i)
-        m.process(ev("END", i + 1, session=f"s{i:07d}"), 2 * i + 1)
+        feed(m, ev("START", i, session=f"s{i:07d}"), 2 * i)
+        feed(m, ev("END", i + 1, session=f"s{i:07d}"), 2 * i + 1)
     assert len(m) <= R + 2
 
 
@@ -222,7 +239,7 @@ def test_changes_carry_the_state_to_persist() -> None:
     persisted: dict[str, bytes] = {}
     for offset, e in enumerate([ev("START", 10), ev("UPDATE", 20), ev("START", 11, session="s2"),
                                 ev("START", 300, session="s3")]):
-        for c in m.process(e, offset):
+        for c in feed(m, e, offset):
             if c.state is None:
                 persisted.pop(c.key, None)
             else:
@@ -315,15 +332,15 @@ def test_restore_points_do_not_change_the_result(events: list[SessionEvent], cut
     arrival = within_grace(events, rnd) + [SessionEvent("zz", "f", "START", "A", 10_000, "flush-000")]
     whole, expected = run(arrival)
     points = sorted({c % (len(arrival) + 1) for c in cuts})
-    m, changes, done = SessionPairer(CFG), [], 0
+    m, changes, done, tombstones = SessionPairer(CFG), [], 0, {}
     for point in points + [len(arrival)]:
         for offset in range(done, point):
-            changes.extend(m.process(arrival[offset], offset))
+            changes.extend(feed(m, arrival[offset], offset, tombstones))
         done = point
         m = SessionPairer(CFG, m.watermark, [s for _, s in m.snapshot()])  # crash and restore here
         replay_from = rnd.randrange(point + 1)  # ... then replay from an older committed offset: a no-op
         for offset in range(replay_from, point):
-            assert m.process(arrival[offset], offset) == []
+            assert feed(m, arrival[offset], offset, tombstones) == []
     assert changes == expected
     assert dict(m.snapshot()) == dict(whole.snapshot())
 
@@ -345,3 +362,131 @@ def test_duplicate_deliveries_do_not_change_the_rows(events: list[SessionEvent],
     live = {k for k, _ in m1.snapshot()}
     assert {k for k, _ in m2.snapshot()} == live
     assert all(m2.row(k) == m1.row(k) for k in live)
+
+
+# --- sessions that outlive memory (SPEC §3.1: a session whose START was seen is never an orphan) -----------------
+HOUR, DAY = 3600, 86400
+REAL = SessionConfig()  # the defaults: timeout 24 h, grace 1 h, late horizon 7 days
+
+
+def real_time(events: list[SessionEvent], until: int, step: int = 600) -> tuple[SessionPairer, list[Change]]:
+    """``events`` interleaved with other devices' STARTs every ``step`` seconds, which move the watermark in real
+    time; the tombstones are persisted and looked up as the worker does."""
+    clock = [SessionEvent("acc", f"other-{t}", "START", "APPSTART", t, f"dev-{t:012d}")
+             for t in range(events[0].timestamp, until, step)]
+    merged = sorted(clock + events, key=lambda e: (e.timestamp, e.session.startswith("dev-")))
+    m, tombstones, changes = SessionPairer(REAL), {}, []
+    for offset, e in enumerate(merged):
+        changes.extend(feed(m, e, offset, tombstones))
+        if offset % 50 == 0:
+            m.persisted()  # as after each flush: from here on the tombstones come from the store
+    return m, [c for c in changes if c.key == KEY]
+
+
+def test_end_25h_after_start_is_timed_out_with_its_start() -> None:
+    t0 = 1_700_000_000
+    _, changes = real_time([ev("START", t0), ev("END", t0 + 36 * HOUR)], until=t0 + 40 * HOUR)
+    rows = [summary(c.row) for c in changes if c.row]
+    assert rows == [("open", t0, None, None, 0), ("timed_out", t0, None, None, 0),
+                    ("timed_out", t0, t0 + 36 * HOUR, 36 * HOUR, 0)]
+    assert any(c.tombstone for c in changes)  # it left memory in between
+
+
+def test_update_after_a_two_day_gap_then_end() -> None:
+    t0 = 1_700_000_000
+    _, changes = real_time([ev("START", t0), ev("UPDATE", t0 + 2 * DAY, "u"), ev("END", t0 + 2 * DAY + HOUR)],
+                           until=t0 + 3 * DAY)
+    assert summary(last_row(changes)) == ("timed_out", t0, t0 + 2 * DAY + HOUR, 2 * DAY + HOUR, 1)
+    assert all(c.row.start_time == t0 for c in changes if c.row)
+
+
+def test_start_only_times_out_and_stays_so() -> None:
+    t0 = 1_700_000_000
+    m, changes = real_time([ev("START", t0)], until=t0 + 10 * DAY, step=3 * HOUR)
+    assert summary(last_row(changes)) == ("timed_out", t0, None, None, 0)
+    assert m.row(KEY) is None  # evicted: memory stays bounded
+
+
+def test_a_session_id_reused_days_later_by_a_start_is_a_new_session() -> None:
+    t0 = 1_700_000_000
+    _, changes = real_time([ev("START", t0), ev("END", t0 + HOUR), ev("START", t0 + 3 * DAY, "again")],
+                           until=t0 + 3 * DAY + HOUR)
+    assert summary(last_row(changes)) == ("open", t0 + 3 * DAY, None, None, 0)
+
+
+def test_an_update_or_end_beyond_the_horizon_leaves_the_row_as_it_was() -> None:
+    t0 = 1_700_000_000
+    m, changes = real_time([ev("START", t0), ev("UPDATE", t0 + 8 * DAY, "late"), ev("END", t0 + 8 * DAY + 1)],
+                           until=t0 + 8 * DAY + HOUR, step=3 * HOUR)
+    assert summary(last_row(changes)) == ("timed_out", t0, None, None, 0)
+    assert m.dropped_late == 2 and m.row(KEY) is None
+
+
+def test_an_ended_session_ignores_what_comes_after_it_left_memory() -> None:
+    t0 = 1_700_000_000
+    _, changes = real_time([ev("START", t0), ev("END", t0 + HOUR), ev("UPDATE", t0 + 2 * DAY, "late"),
+                            ev("END", t0 + 2 * DAY + 5, "late-end")], until=t0 + 3 * DAY)
+    assert summary(last_row(changes)) == ("closed", t0, t0 + HOUR, HOUR, 0)
+
+
+def test_an_orphan_that_left_memory_keeps_counting() -> None:
+    t0 = 1_700_000_000
+    _, changes = real_time([ev("UPDATE", t0, "u1"), ev("UPDATE", t0 + 2 * DAY, "u2")], until=t0 + 2 * DAY + 2 * HOUR)
+    assert summary(last_row(changes)) == ("orphan", None, None, None, 2)
+
+
+def test_an_update_or_end_of_a_key_not_looked_up_is_a_bug_of_the_caller() -> None:
+    from consumers.sessions import RecallRequired
+
+    with pytest.raises(RecallRequired):
+        SessionPairer(CFG).process(ev("END", 10), 0)
+    m = SessionPairer(CFG)
+    assert m.unknown_keys([ev("START", 10), ev("END", 20)]) == []  # the START brings the key into memory first
+    assert m.unknown_keys([ev("END", 20), ev("UPDATE", 21)]) == [KEY]
+
+
+def test_recall_after_a_restore_uses_the_persisted_tombstone() -> None:
+    tombstones: dict[str, bytes] = {}
+    m = SessionPairer(CFG)
+    for offset, e in enumerate([ev("START", 10), ev("START", 10 + R, session="other-01")]):
+        feed(m, e, offset, tombstones)
+    assert KEY in tombstones and m.row(KEY) is None
+    m = SessionPairer(CFG, m.watermark, [s for _, s in m.snapshot()])  # kill -9 and restore: memory is gone
+    assert m.unknown_keys([ev("END", 10 + R + 5)]) == [KEY]
+    changes = [c for c in feed(m, ev("END", 10 + R + 5), 2, tombstones) if c.key == KEY]
+    assert summary(changes[0].row) == ("timed_out", 10, 10 + R + 5, R + 5, 0)
+
+
+@st.composite
+def long_sessions(draw: st.DrawFn) -> list[SessionEvent]:
+    """Sessions with one START each and later UPDATEs/ENDs at any distance, some far beyond T + G."""
+    events = []
+    for k in range(draw(st.integers(1, 5))):
+        start = draw(st.integers(0, 300))
+        events.append(SessionEvent("acc", f"s{k}", "START", "A", start, f"sess-{k:04d}"))
+        for i in range(draw(st.integers(0, 4))):
+            action = draw(st.sampled_from(["UPDATE", "END"]))
+            ts = start + draw(st.integers(0, 6 * R))
+            events.append(SessionEvent("acc", f"k{k}-{i}", action, "A", ts, f"sess-{k:04d}"))
+    return events
+
+
+@PROPS
+@given(long_sessions(), st.integers(1, 30), st.randoms(use_true_random=False))
+def test_a_session_whose_start_was_seen_keeps_it(events: list[SessionEvent], persist_every: int,
+                                                 rnd: random.Random) -> None:
+    arrival = sorted(events, key=lambda e: (e.timestamp + rnd.randrange(G), e.action != "START"))
+    starts = {state_key(e.account_id, e.session, e.type): e.timestamp for e in events if e.action == "START"}
+    m, tombstones, changes = SessionPairer(CFG), {}, []
+    clock = [SessionEvent("zz", f"c{t}", "START", "A", t, f"clock-{t:06d}") for t in range(0, 8 * R, 7)]
+    merged = sorted(arrival + clock, key=lambda e: e.timestamp)  # stable: the arrival order within a second stays
+    seen_start: set[str] = set()
+    for offset, e in enumerate(merged):
+        key = state_key(e.account_id, e.session, e.type)
+        if e.action == "START" and key in starts:
+            seen_start.add(key)
+        for c in feed(m, e, offset, tombstones):
+            if c.row is not None and c.key in seen_start:
+                assert c.row.status != "orphan" and c.row.start_time == starts[c.key], (e, c)
+        if offset % persist_every == 0:
+            m.persisted()

@@ -134,6 +134,9 @@ def reference_rows(settings: Settings, worker: str) -> list[tuple]:
     for message in read_topic(settings, processor.topic):
         if processor.stateful and message.partition not in processor.machines:
             processor.assign(message.partition, Restored(None, ()))
+        # one uninterrupted pass persists nothing, so the machine still holds every tombstone: a look-up finds none
+        for partition, keys in processor.prepare([message]).items():
+            processor.recall(partition, keys, [])
         for identity, row in processor.handle(message).rows:
             final[identity if identity is not None else (row[0], row[1])] = row
     return sorted(normalise(worker, row) for row in final.values())

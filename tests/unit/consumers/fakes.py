@@ -120,8 +120,8 @@ class FakeStore:
                     versions: dict[int, int]) -> float:
         if self.down:
             raise Unavailable("clickhouse down")
-        rows = [(group, topic, p, key, state or b"", version, 1 if state is None else 0)
-                for p, key, state, version in changes]
+        rows = [(group, topic, p, key, state, version, 1 if deleted else 0)
+                for p, key, state, deleted, version in changes]
         rows += [(group, topic, p, CHECKPOINT_KEY, raw, versions[p], 0) for p, raw in checkpoints.items()]
         self.journal.append(("state", len(rows)))
         self.state_rows.extend(rows)
@@ -135,6 +135,20 @@ class FakeStore:
             if row[:3] == (group, topic, partition) and (row[3] not in latest or row[5] >= latest[row[3]][5]):
                 latest[row[3]] = row
         return restored_from_rows((k.encode(), r[4], r[6]) for k, r in latest.items())
+
+    def load_tombstones(self, group: str, topic: str, lookups: dict[int, list[str]]) -> dict[int, list[bytes]]:
+        if self.down:
+            raise Unavailable("clickhouse down")
+        self.journal.append(("lookup", sum(map(len, lookups.values()))))
+        found: dict[int, list[bytes]] = {}
+        for partition, keys in lookups.items():
+            latest: dict[str, tuple] = {}
+            for row in self.state_rows:
+                if row[:3] == (group, topic, partition) and row[3] in keys and \
+                        (row[3] not in latest or row[5] >= latest[row[3]][5]):
+                    latest[row[3]] = row
+            found[partition] = [r[4] for r in latest.values() if r[6] == 1 and r[4]]
+        return found
 
     def final(self, table: str, key_len: int, version_index: int) -> dict[tuple, tuple]:
         """Like ``FINAL``: the row with the greatest version per sorting key."""

@@ -14,8 +14,8 @@ from .fakes import FakeClock, FakePublisher, FakeSource, FakeStore, event_bytes
 SEED_START, SEED_END = 1365772427, 1365772533
 
 
-def make(worker_cls=SessionsWorker, batch_rows: int = 100, partitions: tuple[int, ...] = (0,)):
-    settings = Settings.from_env({}, batch_rows=batch_rows, batch_seconds=1.0, topic_prefix="t")
+def make(worker_cls=SessionsWorker, batch_rows: int = 100, partitions: tuple[int, ...] = (0,), **overrides):
+    settings = Settings.from_env({}, batch_rows=batch_rows, batch_seconds=1.0, topic_prefix="t", **overrides)
     journal: list = []
     source, store, publisher = FakeSource(settings.topic_events, journal), FakeStore(journal), FakePublisher(journal)
     worker = Worker(settings, worker_cls(settings), store, publisher, clock=FakeClock(), source_factory=source.factory)
@@ -61,6 +61,33 @@ def test_a_clickhouse_outage_pauses_commits_nothing_and_resumes() -> None:
     assert not worker.paused and source.paused == set()
     assert source.commits[0][0] == 2
     assert sessions_final(store)[("acc", "APPSTART", "8nc92io9q")] == ("closed", SEED_START, SEED_END, 106, 0)
+
+
+def test_a_late_end_is_looked_up_and_a_failed_look_up_pauses_and_reads_it_again() -> None:
+    worker, source, store, _, journal = make(session_timeout_s=100, orphan_grace_s=20)
+    source.produce(0, event_bytes("START", SEED_START, event_id="s"))
+    source.produce(0, event_bytes("START", SEED_START + 200, session="other-device", event_id="o"))
+    run(worker)  # the first session timed out and left memory: its tombstone is in the store
+    assert ("acc", "APPSTART", "8nc92io9q") in sessions_final(store) and worker.processor.open_keys() == 1
+    store.down = True
+    source.produce(0, event_bytes("END", SEED_START + 210, event_id="e"))
+    run(worker, steps=3)
+    assert worker.paused and source.position[0] == 2  # the END was put back, not applied
+    assert not [e for e in journal if e[0] == "lookup"]
+    store.down = False
+    run(worker, steps=20, advance_s=6)
+    assert ("lookup", 1) in journal and not worker.paused and source.commits[0][0] == 3
+    assert sessions_final(store)[("acc", "APPSTART", "8nc92io9q")] == ("timed_out", SEED_START, SEED_START + 210,
+                                                                       210, 0)
+
+
+def test_a_session_whose_start_and_end_share_a_poll_needs_no_look_up() -> None:
+    worker, source, store, _, journal = make()
+    for i in range(20):
+        source.produce(0, event_bytes("START", SEED_START + i, session=f"session-{i:04d}", event_id=f"s{i}"))
+        source.produce(0, event_bytes("END", SEED_START + i + 5, session=f"session-{i:04d}", event_id=f"e{i}"))
+    run(worker)
+    assert not [e for e in journal if e[0] == "lookup"] and len(sessions_final(store)) == 20
 
 
 def test_a_new_owner_restores_state_and_starts_at_the_checkpoint() -> None:
