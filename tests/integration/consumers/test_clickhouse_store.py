@@ -14,7 +14,8 @@ from eventpipe.settings import Settings
 
 def test_state_round_trips_with_binary_bytes_deletes_and_the_checkpoint(isolated_settings: Settings) -> None:
     store = ClickHouseStore(isolated_settings)
-    changes = [(0, f"k{i}", bytes([255, 0, i]), i) for i in range(5)] + [(0, "k1", None, 7), (1, "other", b"x", 1)]
+    changes = [(0, f"k{i}", bytes([255, 0, i]), False, i) for i in range(5)] + [(0, "k1", b"", True, 7),
+                                                                               (1, "other", b"x", False, 1)]
     store.write_state("g", "t", changes, {0: Checkpoint(1234, 8).encode()}, {0: 8})
     restored = store.load_state("g", "t", 0)
     assert restored.checkpoint == Checkpoint(1234, 8)
@@ -27,9 +28,21 @@ def test_state_round_trips_with_binary_bytes_deletes_and_the_checkpoint(isolated
 
 def test_a_newer_version_wins_and_an_older_one_does_not(isolated_settings: Settings) -> None:
     store = ClickHouseStore(isolated_settings)
-    store.write_state("g", "t", [(0, "k", b"new", 9)], {0: Checkpoint(1, 10).encode()}, {0: 10})
-    store.write_state("g", "t", [(0, "k", b"old", 3)], {}, {})  # a replay of an older batch
+    store.write_state("g", "t", [(0, "k", b"new", False, 9)], {0: Checkpoint(1, 10).encode()}, {0: 10})
+    store.write_state("g", "t", [(0, "k", b"old", False, 3)], {}, {})  # a replay of an older batch
     assert store.load_state("g", "t", 0).states == (b"new",)
+
+
+def test_tombstones_are_found_only_where_the_latest_row_is_a_delete_that_kept_its_state(
+        isolated_settings: Settings) -> None:
+    store = ClickHouseStore(isolated_settings)
+    store.write_state("g", "t", [(0, "gone", b"live", False, 1), (0, "gone", b"\x00tomb\xff", True, 5),
+                                 (0, "back", b"tomb", True, 2), (0, "back", b"live again", False, 6),
+                                 (0, "joins-style", b"", True, 3), (1, "gone", b"other partition", True, 4)],
+                      {0: Checkpoint(1, 7).encode()}, {0: 7})
+    found = store.load_tombstones("g", "t", {0: ["gone", "back", "joins-style", "never"], 1: ["gone"]})
+    assert found == {0: [b"\x00tomb\xff"], 1: [b"other partition"]}
+    assert store.load_state("g", "t", 0).states == (b"live again",)  # a restore never loads a tombstone
 
 
 def test_an_unreachable_server_is_unavailable_not_a_crash(isolated_settings: Settings) -> None:
@@ -38,6 +51,8 @@ def test_an_unreachable_server_is_unavailable_not_a_crash(isolated_settings: Set
         store.insert("events", ("account_id",), [("a",)])
     with pytest.raises(Unavailable):
         store.load_state("g", "t", 0)
+    with pytest.raises(Unavailable):
+        store.load_tombstones("g", "t", {0: ["k"]})
 
 
 def test_a_row_that_does_not_fit_is_a_bug_and_raises(isolated_settings: Settings) -> None:
