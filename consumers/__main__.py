@@ -49,14 +49,19 @@ def main(argv: list[str] | None = None) -> int:
 
     # imported here so `--help` works without the I/O libraries
     from .clickhouse_io import ClickHouseStore
-    from .kafka_io import DeadLetterPublisher
+    from .kafka_io import dead_letters
     from .worker import Worker
 
     port = settings.consumer_metrics_port if args.metrics_port is None else args.metrics_port
     bound = metrics.serve(port, args.metrics_host)
     log.info("metrics listening", extra={"port": bound, "url": f"http://{args.metrics_host}:{bound}/metrics"})
     processor = WORKERS[args.worker](settings)
-    Worker(settings, processor, ClickHouseStore(settings), DeadLetterPublisher(settings)).run()
+    try:
+        worker = Worker(settings, processor, ClickHouseStore(settings), dead_letters(settings))
+    except SettingsError as exc:  # the configured Kafka client is not installed
+        print(f"consumers: {exc}", file=sys.stderr)
+        return 2
+    worker.run()
     return 0
 
 

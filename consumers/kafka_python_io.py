@@ -1,14 +1,14 @@
-"""The consumers' one Kafka boundary (the only consumers module importing kafka-python).
+"""The consumers' Kafka boundary over kafka-python (``EVENTPIPE_KAFKA_CLIENT=kafka-python``) — the only consumers
+module importing kafka-python. The boundary itself is ``kafka_io.py``.
 
-``KafkaSource`` is a group consumer with manual commits (``enable_auto_commit=False``): the worker commits only
-after a batch is in ClickHouse. ``DeadLetterPublisher`` sends dead letters with ``acks=all`` and waits for them.
+``KafkaPythonSource`` is a group consumer with manual commits (``enable_auto_commit=False``): the worker commits only
+after a batch is in ClickHouse. ``KafkaPythonDeadLetters`` sends dead letters with ``acks=all`` and waits for them.
 Calls block on the network (bounded by timeouts); a broker that cannot be reached raises ``Unavailable``.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 from typing import Callable
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -20,21 +20,10 @@ from eventpipe.codec import DEAD_LETTER
 from eventpipe.settings import Settings
 
 from .errors import LostPartitions, Unavailable
+from .kafka_io import reachable
 from .processors import Message
 
 log = logging.getLogger(__name__)
-
-
-def reachable(bootstrap: str, timeout_s: float = 2.0) -> bool:
-    """True when some bootstrap server accepts a TCP connection. Blocks up to ``timeout_s`` per server."""
-    for server in bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
-        try:
-            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s):
-                return True
-        except (OSError, ValueError):  # transient (refused, unreachable) or a malformed entry: try the next one
-            continue
-    return False
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -48,7 +37,7 @@ class _Listener(ConsumerRebalanceListener):
         self.on_assigned(sorted(tp.partition for tp in assigned))
 
 
-class KafkaSource:
+class KafkaPythonSource:
     """One topic, one consumer group. Rebalance callbacks run inside ``poll``."""
 
     def __init__(self, settings: Settings, group: str, topic: str,
@@ -130,7 +119,7 @@ class KafkaSource:
             log.warning("closing the Kafka consumer failed", extra={"error": str(exc)})
 
 
-class DeadLetterPublisher:
+class KafkaPythonDeadLetters:
     """Sends dead letters to PREFIX.deadletter with ``acks=all``; the producer is made on first use."""
 
     def __init__(self, settings: Settings) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import signal
-from typing import Callable
 
 from eventpipe.settings import Settings
 
@@ -23,7 +22,8 @@ from . import metrics
 from .batch import Backoff, Batch, Clock, SystemClock
 from .clickhouse_io import ClickHouseStore
 from .errors import LostPartitions, Unavailable
-from .kafka_io import DeadLetterPublisher, KafkaSource
+from . import kafka_io
+from .kafka_io import DeadLetters, Source, SourceFactory
 from .processors import Processor
 from .state import Checkpoint
 
@@ -36,18 +36,19 @@ OBSERVE_EVERY_S = 1.0     # gauges (lag, open keys) are refreshed at least this 
 
 class Worker:
     def __init__(self, settings: Settings, processor: Processor, store: ClickHouseStore,
-                 publisher: DeadLetterPublisher, clock: Clock | None = None,
-                 source_factory: Callable[..., KafkaSource] = KafkaSource) -> None:
+                 publisher: DeadLetters, clock: Clock | None = None,
+                 source_factory: SourceFactory | None = None) -> None:
+        """``source_factory`` defaults to the configured Kafka client's (raises SettingsError if it is missing)."""
         self.settings, self.processor, self.store, self.publisher = settings, processor, store, publisher
         self.clock = clock or SystemClock()
-        self.source_factory = source_factory
+        self.source_factory = source_factory or kafka_io.source_factory(settings)
         self.group = f"{settings.topic_prefix}.{processor.worker}"
         self.name = processor.worker
         self.max_records = max(1, settings.batch_rows)
         self.max_seconds = settings.batch_seconds
         self.batch = Batch()
         self.running = True
-        self.source: KafkaSource | None = None
+        self.source: Source | None = None
         self.unrestored: set[int] = set()           # assigned, paused until their state is restored
         self.positions: dict[int, int] = {}         # next offset to read, for the lag gauge
         self.uncommitted: dict[int, tuple[int, str]] = {}  # written to ClickHouse, commit still to do
@@ -288,7 +289,7 @@ class Worker:
         metrics.OPEN_KEYS.labels(self.name).set(self.processor.open_keys())
 
     # --- start and stop --------------------------------------------------------------------------------------
-    def connect(self) -> KafkaSource | None:
+    def connect(self) -> Source | None:
         """Join the group, retrying while Kafka does not answer. None if stopped (SIGTERM) meanwhile."""
         backoff = Backoff()
         while self.running:

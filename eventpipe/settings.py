@@ -16,6 +16,9 @@ from typing import Any, Mapping
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+KAFKA_CLIENTS = ("confluent-kafka", "kafka-python")
+
+
 class SettingsError(ValueError):
     """An ``EVENTPIPE_*`` variable has a value of the wrong form (invalid input: fix the environment)."""
 
@@ -32,6 +35,9 @@ class Settings:
     kafka_bootstrap: str = _var(
         "KAFKA_BOOTSTRAP", "127.0.0.1:9092",
         "Kafka bootstrap servers. Any value other than the default means an external Kafka: nothing is started.")
+    kafka_client: str = _var(
+        "KAFKA_CLIENT", "confluent-kafka", "Kafka client of the gateway and the workers: `confluent-kafka` "
+        "(librdkafka, an order of magnitude faster) or `kafka-python` (pure Python).")
     kafka_version: str = _var("KAFKA_VERSION", "4.3.1", "Apache Kafka version fetched from Maven Central.")
     kafka_heap: str = _var("KAFKA_HEAP", "1g", "Java heap of the local Kafka broker.")
     topic_prefix: str = _var("TOPIC_PREFIX", "eventpipe", "Topics are PREFIX.events, PREFIX.joins, PREFIX.deadletter.")
@@ -77,6 +83,11 @@ class Settings:
         "CONSUMER_SESSION_TIMEOUT_MS", 10_000, "Kafka group session timeout of the workers: how soon the "
         "partitions of a worker that died (kill -9) move to the others.")
     log_level: str = _var("LOG_LEVEL", "INFO", "Log level of every process.")
+
+    def __post_init__(self) -> None:
+        if self.kafka_client not in KAFKA_CLIENTS:
+            raise SettingsError(f"EVENTPIPE_KAFKA_CLIENT={self.kafka_client!r} is not a Kafka client eventpipe has; "
+                                f"choose one of: {', '.join(KAFKA_CLIENTS)}")
 
     # ---------------------------------------------------------------------------------------------------------
     @classmethod

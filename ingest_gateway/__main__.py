@@ -61,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from .server import serve
 
-        serve(settings)
+        try:
+            serve(settings)
+        except SettingsError as exc:  # the configured Kafka client is not installed
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "openapi":
         import json

@@ -1,7 +1,7 @@
 """``create_app(settings, keystore, publisher)`` — the Falcon application with its collaborators injected.
 
 Tests build it with a fake publisher and an in-memory key store; ``server.py`` builds it in each gunicorn worker
-with the real ``KafkaPublisher`` and the key file.
+with the configured client's Kafka publisher (``publisher.make_publisher``) and the key file.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Publishing to Kafka — the only gateway module that imports kafka-python.
+"""The gateway's publisher over kafka-python (``EVENTPIPE_KAFKA_CLIENT=kafka-python``) — the only gateway module
+that imports kafka-python. The boundary is ``publisher.py``.
 
 One long-lived ``KafkaProducer`` per process, made on first use (so after gunicorn forks its workers), with
 ``acks=all`` and idempotence.  A request's records are all handed to the producer, then awaited together against
@@ -12,8 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Protocol, Sequence
+from typing import Sequence
 
+from .publisher import PublishUnavailable
 from .records import Message
 
 log = logging.getLogger(__name__)
@@ -45,23 +47,7 @@ def _cached_partitioner():
     return CachedMurmur2Partitioner()
 
 
-class PublishUnavailable(Exception):
-    """Transient: Kafka did not acknowledge every record within the timeout. Whether some were stored is
-    unknown; retrying the same request is safe (ids are deterministic)."""
-
-
-class Publisher(Protocol):
-    def publish(self, messages: Sequence[Message]) -> None:
-        """Send all ``messages`` and block until Kafka acknowledged each. Raises PublishUnavailable."""
-
-    def ready(self) -> bool:
-        """True when Kafka answers now. Blocks at most about a second."""
-
-    def close(self) -> None:
-        """Flush what is buffered (bounded by the publish timeout) and release the connections."""
-
-
-class KafkaPublisher:
+class KafkaPythonPublisher:
     """``Publisher`` over kafka-python. Thread-safe: the gthread workers of one process share it."""
 
     # After a failed attempt to create the producer, requests fail fast for this long instead of each paying

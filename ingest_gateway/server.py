@@ -20,7 +20,7 @@ from eventpipe.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_worker_publisher = None  # the KafkaPublisher of this worker process, flushed on exit
+_worker_publisher = None  # the Kafka publisher of this worker process, flushed on exit
 
 
 def build_app(settings: Settings, multiprocess_dir: str | None = None):
@@ -29,9 +29,9 @@ def build_app(settings: Settings, multiprocess_dir: str | None = None):
     from .app import create_app
     from .keystore import KeyStore
     from .metrics import Metrics
-    from .publisher import KafkaPublisher
+    from .publisher import make_publisher
 
-    publisher = KafkaPublisher(settings.kafka_bootstrap, settings.publish_timeout_s)
+    publisher = make_publisher(settings)
     _worker_publisher = publisher
     return create_app(settings, KeyStore(settings.keys_path), publisher, Metrics(multiprocess_dir))
 
@@ -93,8 +93,12 @@ def serve(settings: Settings) -> None:
     from eventpipe.contract import load_event_types
 
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    from .publisher import make_publisher
+
     load_event_types(settings.event_types_file)
     KeyStore(settings.keys_path)
-    log.info("gateway on http://%s:%s (%d workers x %d threads), Kafka %s", settings.http_host, settings.http_port,
-             settings.gateway_workers, settings.gateway_threads, settings.kafka_bootstrap)
+    make_publisher(settings)  # the configured Kafka client imports (it connects only in the workers)
+    log.info("gateway on http://%s:%s (%d workers x %d threads), Kafka %s via %s", settings.http_host,
+             settings.http_port, settings.gateway_workers, settings.gateway_threads, settings.kafka_bootstrap,
+             settings.kafka_client)
     GatewayServer(settings, str(metrics_dir)).run()

@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 
 from deploy.migrate import client
-from eventpipe.settings import Settings
+from eventpipe.settings import KAFKA_CLIENTS, Settings
 
 from .conftest import Workers, bring_back, wait_until
 from .streams import (SEED_END, SEED_START, Producer, event, final_rows, join_record, random_events,
@@ -171,26 +171,30 @@ def _kill_after_progress(s: Settings, workers: Workers, worker: str, proc, rng: 
     assert workers.kill(proc, signal.SIGKILL) == -signal.SIGKILL
 
 
-def test_kill_9_at_random_points_gives_the_uninterrupted_result(isolated_settings: Settings,
-                                                                workers: Workers) -> None:
+@pytest.mark.parametrize("kafka_client", KAFKA_CLIENTS)
+def test_kill_9_at_random_points_gives_the_uninterrupted_result(isolated_settings: Settings, workers: Workers,
+                                                                kafka_client: str) -> None:
     s = isolated_settings
     rng = random.Random(7)
-    procs = {w: workers.start(w, batch_rows=25) for w in ("sessions", "joins")}
+    procs = {w: workers.start(w, batch_rows=25, kafka_client=kafka_client) for w in ("sessions", "joins")}
     stream = _stream(s, rng, chunks=12, pause_s=1.0)
     for _ in range(3):
         for worker in procs:
             _kill_after_progress(s, workers, worker, procs[worker], rng, stream)
-            procs[worker] = workers.start(worker, batch_rows=25)
+            procs[worker] = workers.start(worker, batch_rows=25, kafka_client=kafka_client)
     stream.join(60)
     assert stream.is_alive() is False
     converged(s, "sessions", workers)
     converged(s, "joins", workers)
 
 
-def test_two_instances_one_killed_gives_the_same_result(isolated_settings: Settings, workers: Workers) -> None:
+@pytest.mark.parametrize("kafka_client", KAFKA_CLIENTS)
+def test_two_instances_one_killed_gives_the_same_result(isolated_settings: Settings, workers: Workers,
+                                                        kafka_client: str) -> None:
     s = isolated_settings
     rng = random.Random(11)
-    pairs = {w: [workers.start(w, batch_rows=25), workers.start(w, batch_rows=25)] for w in ("sessions", "joins")}
+    pairs = {w: [workers.start(w, batch_rows=25, kafka_client=kafka_client),
+                 workers.start(w, batch_rows=25, kafka_client=kafka_client)] for w in ("sessions", "joins")}
     stream = _stream(s, rng, chunks=12, pause_s=0.7)
     for worker, (first, _second) in pairs.items():
         _kill_after_progress(s, workers, worker, first, rng, stream)
@@ -221,12 +225,14 @@ def test_clickhouse_outage_mid_stream_loses_and_doubles_nothing(isolated_setting
     assert all(p.poll() is None for p in workers.procs), "a worker died during the outage"
 
 
-def test_sigterm_flushes_commits_and_exits_zero(isolated_settings: Settings, workers: Workers) -> None:
+@pytest.mark.parametrize("kafka_client", KAFKA_CLIENTS)
+def test_sigterm_flushes_commits_and_exits_zero(isolated_settings: Settings, workers: Workers,
+                                                kafka_client: str) -> None:
     s = isolated_settings
     producer = Producer(s)
     producer.events([event("demo", "START", SEED_START, "sigterm01")])
     producer.close()
-    proc = workers.start("sessions", batch_seconds=30.0)  # nothing would be written before SIGTERM but for it
+    proc = workers.start("sessions", batch_seconds=30.0, kafka_client=kafka_client)  # nothing would be written before SIGTERM but for it
     db = ch(s)
     wait_until(lambda: workers.log_of(proc).count("partition restored") == s.topic_partitions,
                what="the worker to own every partition", workers=workers)

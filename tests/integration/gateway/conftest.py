@@ -1,4 +1,4 @@
-"""Integration fixtures of the gateway: fresh topics, and the app over the real KafkaPublisher."""
+"""Integration fixtures of the gateway: fresh topics, and the app over the real Kafka publisher of each client."""
 
 from __future__ import annotations
 
@@ -9,17 +9,24 @@ from typing import Iterator
 
 import pytest
 
-from eventpipe.settings import Settings
+from eventpipe.settings import KAFKA_CLIENTS, Settings
 
 from .helpers import Gateway, make_gateway
 
 
+@pytest.fixture(params=KAFKA_CLIENTS)
+def kafka_client(request: pytest.FixtureRequest) -> str:
+    """Every gateway contract test runs with each Kafka client (SPEC §2): the suite is the boundary's definition."""
+    return request.param
+
+
 @pytest.fixture
-def topics_settings(infra: Settings) -> Iterator[Settings]:
+def topics_settings(infra: Settings, kafka_client: str) -> Iterator[Settings]:
     """Settings with fresh topics of their own (the gateway needs no ClickHouse database, so none is made)."""
     from deploy.topics import delete_topics, ensure_topics
 
-    settings = dataclasses.replace(infra, topic_prefix="eptest_gw_" + uuid.uuid4().hex[:10])
+    settings = dataclasses.replace(infra, topic_prefix="eptest_gw_" + uuid.uuid4().hex[:10],
+                                   kafka_client=kafka_client)
     ensure_topics(settings)
     yield settings
     delete_topics(settings, list(settings.topics))

@@ -1,4 +1,5 @@
-"""Integration helpers of the gateway: the app over the real KafkaPublisher, and reading topics back."""
+"""Integration helpers of the gateway: the app over the real Kafka publisher (of ``settings.kafka_client``), and
+reading topics back."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import falcon.testing
 from eventpipe.settings import Settings
 from ingest_gateway.app import create_app
 from ingest_gateway.keystore import KeyStore, create_key
-from ingest_gateway.publisher import KafkaPublisher
+from ingest_gateway.publisher import Publisher, make_publisher
 
 
 @dataclasses.dataclass
 class Gateway:
     settings: Settings
     client: falcon.testing.TestClient
-    publisher: KafkaPublisher
+    publisher: Publisher
     key: str
     other_key: str
 
@@ -57,6 +58,6 @@ def make_gateway(settings: Settings, tmp_path: Path, **overrides) -> Gateway:
     settings = dataclasses.replace(settings, home=str(tmp_path), keys_file=str(tmp_path / "keys.json"), **overrides)
     key, _ = create_key(settings.keys_path, "acme")
     other, _ = create_key(settings.keys_path, "globex")
-    publisher = KafkaPublisher(settings.kafka_bootstrap, settings.publish_timeout_s)
+    publisher = make_publisher(settings)
     app = create_app(settings, KeyStore(settings.keys_path), publisher)
     return Gateway(settings, falcon.testing.TestClient(app), publisher, key, other)

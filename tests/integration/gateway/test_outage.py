@@ -37,8 +37,9 @@ def timed(call):
     return result, time.monotonic() - started
 
 
-def test_unreachable_kafka_is_503_within_the_timeout(infra: Settings, tmp_path: Path) -> None:
-    gw = make_gateway(infra, tmp_path, kafka_bootstrap="127.0.0.1:1", publish_timeout_s=TIMEOUT_S)
+def test_unreachable_kafka_is_503_within_the_timeout(infra: Settings, kafka_client: str, tmp_path: Path) -> None:
+    gw = make_gateway(infra, tmp_path, kafka_bootstrap="127.0.0.1:1", publish_timeout_s=TIMEOUT_S,
+                      kafka_client=kafka_client)
     try:
         for _ in range(3):
             result, took = timed(lambda: post_v3(gw, [event()]))

@@ -76,3 +76,30 @@ def test_a_large_batch_is_acknowledged_as_a_whole(gateway: Gateway) -> None:
 
 def test_readyz_with_kafka_up(gateway: Gateway) -> None:
     assert gateway.client.simulate_get("/readyz").status_code == 200
+
+
+def java_partitions(gateway: Gateway, keys: list[bytes], partitions: int) -> list[int]:
+    """What Apache Kafka's Java producer (kafka-clients, the broker's own jars) chooses for each key."""
+    import subprocess
+    from pathlib import Path
+
+    from deploy import kafka
+
+    source = Path(__file__).resolve().parents[2] / "java" / "JavaPartition.java"
+    out = subprocess.run(["java", "-cp", str(kafka.libs(gateway.settings) / "*"), str(source), str(partitions)],
+                         input=b"\n".join(keys) + b"\n", capture_output=True, check=True, timeout=120)
+    return [int(line) for line in out.stdout.split()]
+
+
+def test_keys_land_in_the_partition_the_java_client_chooses(gateway: Gateway) -> None:
+    sessions = [f"device-{i:04d}-{uuid.uuid4().hex[:6]}" for i in range(60)]
+    batch = [event(session=s, id=f"id-{s}") for s in sessions] + [event(session=..., type="APPSTART", id="lone")]
+    result = gateway.client.simulate_post("/v3/events", body=json.dumps(batch),
+                                          headers={"Content-Type": "application/json", "X-Api-Key": gateway.key})
+    assert result.status_code == 200, result.text
+    messages = consume(gateway.settings, gateway.settings.topic_events, len(batch))
+    assert len(messages) == len(batch)
+    keys = [m.key for m in messages]
+    expected = java_partitions(gateway, keys, gateway.settings.topic_partitions)
+    assert [m.partition for m in messages] == expected
+    assert len(set(expected)) == gateway.settings.topic_partitions  # the keys really spread: the check has teeth

@@ -101,7 +101,7 @@ def test_canonical_content_cannot_be_forged_by_separators() -> None:
 def test_the_cached_partitioner_chooses_like_kafka_pythons_default() -> None:
     from kafka.partitioner.default import DefaultPartitioner
 
-    from ingest_gateway.publisher import _cached_partitioner
+    from ingest_gateway.publisher_kafka_python import _cached_partitioner
 
     class Cluster:
         def topics(self):

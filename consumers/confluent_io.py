@@ -1,0 +1,195 @@
+"""The consumers' Kafka boundary over librdkafka (``confluent-kafka``, the default) — the only consumers module
+importing it. The boundary itself is ``kafka_io.py``.
+
+``ConfluentSource`` is a group consumer with manual commits (``enable.auto.commit=false``), the eager ``range``
+assignor (a rebalance revokes everything, then assigns: the worker flushes and commits in between, as with
+kafka-python), and its rebalance callbacks run inside ``poll``. ``ConfluentDeadLetters`` sends dead letters with
+``acks=all`` and idempotence, partitioned like the Java client, and waits for them. Calls block on the network
+(bounded by timeouts); a broker that cannot be reached raises ``Unavailable``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from eventpipe.codec import DEAD_LETTER
+from eventpipe.settings import Settings
+
+from .errors import LostPartitions, Unavailable
+from .kafka_io import reachable
+from .processors import Message
+
+log = logging.getLogger(__name__)
+
+# Commit errors that mean "the group moved on without you": the partitions are someone else's now.
+LOST = {KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError._ASSIGNMENT_LOST, KafkaError.FENCED_INSTANCE_ID, KafkaError.STALE_MEMBER_EPOCH}
+
+
+def _log_error(error: KafkaError) -> None:
+    """librdkafka's error callback: it reconnects by itself, so these are reports, not failures."""
+    log.warning("Kafka: %s", error.str())
+
+
+class ConfluentSource:
+    """One topic, one consumer group. Rebalance callbacks run inside ``poll``."""
+
+    def __init__(self, settings: Settings, group: str, topic: str,
+                 on_assigned: Callable[[list[int]], None], on_revoked: Callable[[list[int]], None]) -> None:
+        """Joins on the first poll; raises Unavailable when no broker accepts a connection now."""
+        self.topic = topic
+        if not reachable(settings.kafka_bootstrap):
+            raise Unavailable(f"Kafka at {settings.kafka_bootstrap} does not accept connections")
+        self.consumer = Consumer({
+            "bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "client.id": group,
+            "enable.auto.commit": False, "auto.offset.reset": "earliest", "enable.partition.eof": False,
+            "partition.assignment.strategy": "range",
+            "session.timeout.ms": settings.consumer_session_timeout_ms,
+            "heartbeat.interval.ms": max(500, settings.consumer_session_timeout_ms // 5),
+            "max.poll.interval.ms": 600_000,
+            "reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 1_000,
+            "error_cb": _log_error, "logger": log,
+        })
+        self._on_assigned, self._on_revoked = on_assigned, on_revoked
+        self.consumer.subscribe([topic], on_assign=self._assign, on_revoke=self._revoke, on_lost=self._revoke)
+
+    def _tp(self, partition: int, offset: int = -1001, metadata: str | None = None) -> TopicPartition:
+        if metadata is None:
+            return TopicPartition(self.topic, partition, offset)
+        return TopicPartition(self.topic, partition, offset, metadata)
+
+    def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Assign first, so the worker's pause of the new partitions applies to partitions that are assigned.
+        consumer.assign(partitions)
+        self._on_assigned(sorted(tp.partition for tp in partitions))
+
+    def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._on_revoked(sorted(tp.partition for tp in partitions))
+        consumer.unassign()
+
+    def poll(self, timeout_s: float, max_records: int) -> list[Message]:
+        """Records of unpaused partitions, in offset order per partition. Blocks up to ``timeout_s``."""
+        try:
+            records = self.consumer.consume(num_messages=max_records, timeout=timeout_s)
+        except KafkaException as exc:  # transient: librdkafka reconnects by itself
+            raise Unavailable(f"poll: {exc}") from None
+        out = []
+        for r in records:
+            error = r.error()
+            if error is not None:  # a report about the fetch, not a record: the others of this poll are kept
+                log.warning("Kafka fetch: %s", error.str())
+                continue
+            out.append(Message(topic=r.topic(), partition=r.partition(), offset=r.offset(),
+                               timestamp_ms=r.timestamp()[1], value=r.value()))
+        return out
+
+    def commit(self, offsets: dict[int, tuple[int, str]]) -> None:
+        """Commit ``{partition: (next offset, metadata)}``. Raises LostPartitions or Unavailable."""
+        if not offsets:
+            return
+        try:
+            done = self.consumer.commit(offsets=[self._tp(p, o, meta) for p, (o, meta) in offsets.items()],
+                                        asynchronous=False)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() in LOST:
+                raise LostPartitions(error.str()) from None
+            raise Unavailable(f"commit: {error.str()}") from None
+        for tp in done or ():
+            if tp.error is not None:
+                if tp.error.code() in LOST:
+                    raise LostPartitions(tp.error.str())
+                raise Unavailable(f"commit of partition {tp.partition}: {tp.error.str()}")
+
+    def committed(self, partition: int) -> int | None:
+        """The group's committed offset of a partition, or None. Raises Unavailable."""
+        try:
+            (tp,) = self.consumer.committed([self._tp(partition)], timeout=10)
+        except KafkaException as exc:
+            raise Unavailable(f"committed offset of partition {partition}: {exc}") from None
+        return tp.offset if tp.offset >= 0 else None
+
+    def assignment(self) -> list[int]:
+        return sorted(tp.partition for tp in self.consumer.assignment())
+
+    def pause(self, partitions: list[int]) -> None:
+        if partitions:
+            self.consumer.pause([self._tp(p) for p in partitions])
+
+    def resume(self, partitions: list[int]) -> None:
+        if partitions:
+            self.consumer.resume([self._tp(p) for p in partitions])
+
+    def seek(self, partition: int, offset: int | None) -> None:
+        """Read ``partition`` from ``offset`` next (None: from the beginning). Raises Unavailable."""
+        try:
+            self.consumer.seek(self._tp(partition, OFFSET_BEGINNING if offset is None else offset))
+        except KafkaException as exc:  # transient: the partition's fetcher is not ready yet
+            raise Unavailable(f"seek of partition {partition}: {exc}") from None
+
+    def highwater(self, partition: int) -> int | None:
+        """Last known end offset of a partition (from fetch responses; no network call)."""
+        try:
+            _, high = self.consumer.get_watermark_offsets(self._tp(partition), cached=True)
+        except KafkaException:  # not known yet
+            return None
+        return high if high >= 0 else None
+
+    def close(self) -> None:
+        try:
+            self.consumer.close()
+        except KafkaException as exc:  # transient: leaving the group politely failed; the session times out instead
+            log.warning("closing the Kafka consumer failed", extra={"error": str(exc)})
+
+
+class ConfluentDeadLetters:
+    """Sends dead letters to PREFIX.deadletter with ``acks=all``; the producer is made on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.producer: Producer | None = None
+
+    def send_all(self, letters: list[dict]) -> None:
+        """Send and wait for every acknowledgement. Blocks; raises Unavailable (then the caller sends them
+        all again: the dead-letter sink keeps one row per identical letter)."""
+        if not letters:
+            return
+        if self.producer is None:
+            if not reachable(self.settings.kafka_bootstrap):
+                raise Unavailable(f"Kafka at {self.settings.kafka_bootstrap} does not accept connections")
+            self.producer = Producer({
+                "bootstrap.servers": self.settings.kafka_bootstrap, "acks": "all", "enable.idempotence": True,
+                "partitioner": "murmur2_random", "linger.ms": 5, "message.timeout.ms": 15_000,
+                "error_cb": _log_error, "logger": log})
+        errors: list[KafkaError] = []
+
+        def delivered(error: KafkaError | None, _message: object) -> None:
+            if error is not None:
+                errors.append(error)
+
+        try:
+            for letter in letters:
+                self.producer.produce(self.settings.topic_deadletter, DEAD_LETTER.encode(letter), on_delivery=delivered)
+        except (BufferError, KafkaException) as exc:  # transient: queue full or producer trouble; sent again later
+            self._reset()
+            raise Unavailable(f"dead-letter topic: {exc}") from None
+        left = self.producer.flush(15)
+        if left or errors:
+            if left or any(e.fatal() for e in errors):
+                self._reset()
+            raise Unavailable(f"dead-letter topic: {left} unacknowledged, "
+                              f"{errors[0].str() if errors else 'timed out'}")
+
+    def _reset(self) -> None:
+        """Drop a producer that may hold stale records (they would only duplicate letters the sink collapses)."""
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            producer.purge()
+            producer.flush(0)
+
+    def close(self) -> None:
+        if self.producer is not None:
+            self.producer.flush(5)
