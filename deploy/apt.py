@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .procs import DeployError, say
 
@@ -41,6 +41,22 @@ def install(who: str, why: str, packages: Sequence[Wanted], hint: str) -> list[s
     # --no-upgrade: a package already installed (an older Java beside the new one) is left exactly as it is
     _run(who, ["apt-get", "install", "-y", "-q", "--no-install-recommends", "--no-upgrade", *names], hint)
     return names
+
+
+def ensure_binary(who: str, what: str, find: Callable[[], str | None], packages: Sequence[Wanted],
+                  hint: str) -> str:
+    """The path ``find()`` returns, installing ``packages`` first when it returns None (``what`` names the program
+    in messages: "ClickHouse"). Blocks (minutes when installing). Raises DeployError as ``install`` does, or when
+    the program is still not found afterwards."""
+    found = find()
+    if found:
+        return found
+    install(who, f"{what} is not installed", packages, hint)
+    found = find()
+    if not found:
+        raise DeployError(f"{who}: apt-get finished but {what} is still not found; {hint}")
+    say(f"{who}: installed {found}")
+    return found
 
 
 def _first_available(who: str, alternatives: Sequence[str], hint: str) -> str:

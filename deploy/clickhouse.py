@@ -13,7 +13,7 @@ from pathlib import Path
 from eventpipe.settings import Settings
 
 from . import apt, procs
-from .procs import DeployError, Service, say
+from .procs import Service
 
 SERVER_CANDIDATES = ("clickhouse-server", "/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server")
 
@@ -30,16 +30,9 @@ def install() -> str:
     """Install Debian's clickhouse-server and clickhouse-client if no server binary exists; the binary's path.
 
     Blocks (minutes). Raises DeployError (see ``apt.install``) when it cannot install."""
-    found = server_binary()
-    if found:
-        return found
-    hint = "or install ClickHouse yourself, or point EVENTPIPE_CLICKHOUSE_HOST at a running ClickHouse server."
-    apt.install("clickhouse", "ClickHouse is not installed", ["clickhouse-server", "clickhouse-client"], hint)
-    found = server_binary()
-    if not found:
-        raise DeployError(f"clickhouse: apt-get finished but no clickhouse-server binary was found; {hint}")
-    say(f"clickhouse: installed {found}")
-    return found
+    return apt.ensure_binary(
+        "clickhouse", "ClickHouse", server_binary, ["clickhouse-server", "clickhouse-client"],
+        "or install ClickHouse yourself, or point EVENTPIPE_CLICKHOUSE_HOST at a running ClickHouse server.")
 
 
 def _home(settings: Settings) -> Path:

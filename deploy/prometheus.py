@@ -18,7 +18,7 @@ from consumers.__main__ import METRICS_PORT_OFFSET
 from eventpipe.settings import Settings
 
 from . import apt, procs
-from .procs import DeployError, Service, say
+from .procs import Service, say
 
 MONITORING = Path(__file__).resolve().parent / "monitoring"
 ALERT_RULES = MONITORING / "alerts.yml"
@@ -34,17 +34,10 @@ def install() -> str:
     """Install Debian's ``prometheus`` package (server and promtool) if it is missing; the server's path.
 
     Blocks (minutes). Raises DeployError (see ``apt.install``) when it cannot install."""
-    found = binary()
-    if found and binary("promtool"):
-        return found
-    hint = ("or install Prometheus yourself, or point EVENTPIPE_PROMETHEUS_HOST at a Prometheus server; "
-            "the metrics stay on each process's /metrics meanwhile.")
-    apt.install("prometheus", "Prometheus is not installed", ["prometheus"], hint)
-    found = binary()
-    if not found:
-        raise DeployError(f"prometheus: apt-get finished but no prometheus binary was found; {hint}")
-    say(f"prometheus: installed {found}")
-    return found
+    return apt.ensure_binary(
+        "prometheus", "Prometheus", lambda: binary() if binary("promtool") else None, ["prometheus"],
+        "or install Prometheus yourself, or point EVENTPIPE_PROMETHEUS_HOST at a Prometheus server; the metrics "
+        "stay on each process's /metrics meanwhile.")
 
 
 def url(settings: Settings) -> str:

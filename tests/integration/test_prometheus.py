@@ -20,7 +20,6 @@ import urllib.parse
 import urllib.request
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -108,17 +107,6 @@ def post(url: str, body: bytes, content_type: str) -> int:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
-
-
-def wait_for(check, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    result = None
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout_s}s waiting for {what}; last seen: {result!r}")
 
 
 @pytest.fixture(scope="module")
