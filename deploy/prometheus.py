@@ -26,8 +26,8 @@ SCRAPE_INTERVAL_S = 10.0
 
 
 def binary(name: str = "prometheus") -> str | None:
-    """The path of ``prometheus`` (or ``promtool``) on PATH or where Debian puts it, or None."""
-    return shutil.which(name) or shutil.which(f"/usr/bin/{name}")
+    """The path of ``prometheus`` (or ``promtool``) on PATH, or None."""
+    return shutil.which(name)
 
 
 def install() -> str:

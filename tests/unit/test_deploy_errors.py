@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy import apt, clickhouse, kafka
+from deploy import apt, clickhouse, kafka, prometheus, stack
 from deploy.procs import DeployError
+from eventpipe.settings import Settings
 
 JAVA_17 = 'openjdk version "17.0.19" 2025-04-15'
 JAVA_11 = 'openjdk version "11.0.25" 2024-10-15'
@@ -52,12 +53,15 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeHost:
     pool.java(JAVA_17)
     pool.script("mvn", "")
     pool.script("clickhouse-server", "")
+    pool.script("prometheus", "")
+    pool.script("promtool", "")
     fake.script("apt-get", f"""echo "$@" >> {fake.apt_log}
 [ "$1" = install ] || exit 0
 for p in "$@"; do case "$p" in
   openjdk-17-*) /bin/cp {pool.bin}/java {fake.bin}/;;
   maven) /bin/cp {pool.bin}/mvn {fake.bin}/;;
   clickhouse-server) /bin/cp {pool.bin}/clickhouse-server {fake.bin}/;;
+  prometheus) /bin/cp {pool.bin}/prometheus {pool.bin}/promtool {fake.bin}/;;
 esac; done""")
     monkeypatch.setattr(clickhouse, "SERVER_CANDIDATES", ("clickhouse-server",))
     return fake
@@ -167,3 +171,21 @@ def test_apt_without_any_of_the_java_packages_says_which_it_looked_for(host: Fak
     host.script("apt-cache", 'echo "  Candidate: (none)"')
     with pytest.raises(DeployError, match="apt has none of openjdk-17-jre-headless, .*default-jre-headless"):
         kafka.ensure_java_and_maven(maven=False)
+
+
+# --- Prometheus --------------------------------------------------------------------------------------------------
+def test_a_missing_prometheus_is_installed_with_apt(host: FakeHost) -> None:
+    assert prometheus.install() == str(host.bin / "prometheus")
+    assert host.apt_runs()[-1] == "install -y -q --no-install-recommends --no-upgrade prometheus"
+
+
+def test_prometheus_that_cannot_be_installed_is_said_once_and_the_pipeline_runs_without_it(
+        host: FakeHost, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(apt.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(prometheus, "start", lambda settings: pytest.fail("started without a prometheus binary"))
+    stack.monitoring_up(Settings())
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("[eventpipe] prometheus: not started, running without it (metrics stay on each "
+                               "/metrics): Prometheus is not installed; installing prometheus needs root: run "
+                               "`sudo apt-get update && sudo apt-get install prometheus`")
