@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 .PHONY: run stop status test unit bench lock clean help
 
 help:
-	@echo "make run     set up and start Kafka, ClickHouse, the gateway and the consumers"
+	@echo "make run     set up and start Kafka, ClickHouse, the gateway, the consumers and Prometheus"
 	@echo "make stop    stop everything eventpipe started"
 	@echo "make status  show what runs"
 	@echo "make test    run the whole test suite against real Kafka and ClickHouse"

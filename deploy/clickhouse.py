@@ -5,17 +5,15 @@ Data, logs and tmp live under ``.local/clickhouse``; native port 9000, HTTP 8123
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from eventpipe.settings import Settings
 
-from . import procs
-from .procs import DeployError, Service, say
+from . import apt, procs
+from .procs import Service
 
 SERVER_CANDIDATES = ("clickhouse-server", "/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server")
 
@@ -29,31 +27,12 @@ def server_binary() -> str | None:
 
 
 def install() -> str:
-    """Install Debian's clickhouse-server and clickhouse-client if no server binary exists. Blocks (minutes)."""
-    found = server_binary()
-    if found:
-        return found
-    hint = "or install ClickHouse yourself, or point EVENTPIPE_CLICKHOUSE_HOST at a running ClickHouse server."
-    if not Path("/etc/debian_version").exists() or shutil.which("apt-get") is None:
-        raise DeployError("ClickHouse is not installed and this is not a Debian host, so eventpipe cannot "
-                          f"install it with apt-get. Install clickhouse-server, {hint}")
-    if os.geteuid() != 0:
-        raise DeployError("ClickHouse is not installed and installing it needs root: run "
-                          f"`sudo apt-get update && sudo apt-get install clickhouse-server clickhouse-client`, {hint}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for step in (["apt-get", "update", "-q"],
-                 ["apt-get", "install", "-y", "-q", "--no-install-recommends", "clickhouse-server", "clickhouse-client"]):
-        say(f"clickhouse: {' '.join(step)}")
-        out = subprocess.run(step, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        if out.returncode != 0:
-            tail = "\n".join((out.stdout + out.stderr).splitlines()[-10:])
-            raise DeployError(f"clickhouse: `{' '.join(step)}` failed (exit {out.returncode}):\n{tail}\n"
-                              f"Fix apt, {hint}")
-    found = server_binary()
-    if not found:
-        raise DeployError(f"clickhouse: apt-get finished but no clickhouse-server binary was found; {hint}")
-    say(f"clickhouse: installed {found}")
-    return found
+    """Install Debian's clickhouse-server and clickhouse-client if no server binary exists; the binary's path.
+
+    Blocks (minutes). Raises DeployError (see ``apt.install``) when it cannot install."""
+    return apt.ensure_binary(
+        "clickhouse", "ClickHouse", server_binary, ["clickhouse-server", "clickhouse-client"],
+        "or install ClickHouse yourself, or point EVENTPIPE_CLICKHOUSE_HOST at a running ClickHouse server.")
 
 
 def _home(settings: Settings) -> Path:

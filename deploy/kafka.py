@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -15,12 +16,58 @@ from pathlib import Path
 
 from eventpipe.settings import Settings
 
-from . import procs
+from . import apt, procs
 from .procs import DeployError, Service, say
 
 FILES = Path(__file__).resolve().parent / "files"
 BROKER_PORT = 9092
 CONTROLLER_PORT = 9093
+
+
+JAVA_MIN = 17  # Kafka 4.x brokers need Java 17+
+# Debian's Java packages carry the version in their name and each release ships different ones (bookworm: 17,
+# trixie: 21); `apt.install` takes the first one apt has. default-jre-headless last: its version is checked after.
+JAVA_PACKAGES = ("openjdk-17-jre-headless", "openjdk-21-jre-headless", "openjdk-25-jre-headless",
+                 "default-jre-headless")
+NOT_NEEDED = "or point EVENTPIPE_KAFKA_BOOTSTRAP at an existing Kafka."
+
+
+def java_major() -> int | None:
+    """The major version of the `java` on PATH (8 for "1.8.0_392"), or None without one. Blocks briefly."""
+    if shutil.which("java") is None:
+        return None
+    out = subprocess.run(["java", "-version"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major  # Java 8 and older say 1.x
+
+
+def ensure_java_and_maven(maven: bool) -> None:
+    """Make sure `java` (17+) and, when ``maven``, `mvn` are on PATH, installing Debian's packages for what is
+    missing (one apt-get run). Blocks (minutes when installing). Raises DeployError when that cannot be done."""
+    wanted: list[apt.Wanted] = []
+    reasons = []
+    found = java_major()
+    if found is None or found < JAVA_MIN:
+        wanted.append(JAVA_PACKAGES)
+        reasons.append(f"Kafka needs Java {JAVA_MIN}+ and " +
+                       ("`java` is not on PATH" if found is None else f"the `java` on PATH is Java {found}"))
+    if maven and shutil.which("mvn") is None:
+        wanted.append("maven")
+        reasons.append("fetching Kafka needs Maven and `mvn` is not on PATH")
+    if not wanted:
+        return
+    apt.install("kafka", "; ".join(reasons), wanted, NOT_NEEDED)
+    found = java_major()
+    if found is None:
+        raise DeployError(f"kafka: apt-get finished but `java` is still not on PATH; add it, {NOT_NEEDED}")
+    if found < JAVA_MIN:
+        raise DeployError(f"kafka: after installing Java, the `java` on PATH is Java {found} and Kafka needs Java "
+                          f"{JAVA_MIN}+. Select a newer one (update-alternatives --config java), {NOT_NEEDED}")
+    if maven and shutil.which("mvn") is None:
+        raise DeployError(f"kafka: apt-get finished but `mvn` is still not on PATH; {NOT_NEEDED}")
 
 
 def cache_dir(settings: Settings) -> Path:
@@ -33,12 +80,7 @@ def libs(settings: Settings) -> Path:
     target = cache_dir(settings) / "libs"
     if (target / ".complete").exists():
         return target
-    if shutil.which("java") is None:
-        raise DeployError("Kafka needs Java 17+, and `java` is not on PATH. Install it (apt-get install "
-                          "openjdk-17-jre-headless), or point EVENTPIPE_KAFKA_BOOTSTRAP at an existing Kafka.")
-    if shutil.which("mvn") is None:
-        raise DeployError("Fetching Kafka needs Maven, and `mvn` is not on PATH. Install it (apt-get install maven), "
-                          "or point EVENTPIPE_KAFKA_BOOTSTRAP at an existing Kafka.")
+    ensure_java_and_maven(maven=True)
     staging = target.with_name("libs.partial")
     shutil.rmtree(staging, ignore_errors=True)
     say(f"kafka: fetching Apache Kafka {settings.kafka_version} jars from Maven Central into {target.parent} "
@@ -149,7 +191,10 @@ def service(settings: Settings) -> Service:
 
 
 def start(settings: Settings) -> bool:
-    """Fetch, configure, format and start the local broker; True if started now. Raises DeployError."""
+    """Install Java when needed, fetch, configure, format and start the local broker; True if started now.
+
+    Blocks until the broker answers. Raises DeployError."""
+    ensure_java_and_maven(maven=False)  # cached jars need no Maven, but the broker always needs Java
     libs(settings)
     config = _write_config(settings)
     _format_once(settings, config)

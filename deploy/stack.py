@@ -16,7 +16,7 @@ from pathlib import Path
 from consumers.__main__ import METRICS_PORT_OFFSET
 from eventpipe.settings import Settings
 
-from . import clickhouse, kafka, procs
+from . import clickhouse, kafka, procs, prometheus
 from .migrate import migrate
 from .procs import DeployError, Service, say
 from .topics import ensure_topics
@@ -123,15 +123,37 @@ def up(settings: Settings) -> None:
         for svc in reversed(started):
             procs.stop(svc)
         raise
+    monitoring_up(settings)
     say("eventpipe is up. Send the seed batch:")
     print(seed_curl(settings, key), flush=True)
     say(f"then query: clickhouse-client -d {settings.clickhouse_database} "
         "-q \"SELECT * FROM sessions_final FORMAT Vertical\"  (more in docs/queries.sql); stop with `make stop`")
 
 
+def monitoring_up(settings: Settings) -> None:
+    """Prometheus beside the pipeline: the local one installed and started, or an external one checked.
+
+    Prometheus is optional: when it cannot be installed this says so once and returns. Blocks until it is
+    ready; raises DeployError when it cannot start (port taken, exits) — the pipeline stays up."""
+    if not settings.local_prometheus:
+        config = prometheus.write_config(settings)
+        answering = "answering" if prometheus.answers(settings) else "NOT answering"
+        say(f"prometheus: using external {prometheus.url(settings)} ({answering}); give it the scrape jobs of "
+            f"{config} and the rules of {prometheus.ALERT_RULES}")
+        return
+    try:
+        prometheus.install()
+    except DeployError as exc:
+        say(f"prometheus: not started, running without it (metrics stay on each /metrics): {exc}")
+        return
+    prometheus.start(settings)
+    say(f"prometheus: {prometheus.url(settings)} (alerts: {prometheus.url(settings)}/alerts)")
+
+
 def down(settings: Settings) -> None:
     """``make stop``: stop every process eventpipe started (by pid file), apps first."""
-    stopped = [svc.name for svc in reversed(app_services(settings)) if procs.stop(svc)]
+    stopped = ["prometheus"] if prometheus.stop(settings) else []
+    stopped += [svc.name for svc in reversed(app_services(settings)) if procs.stop(svc)]
     if kafka.stop(settings):
         stopped.append("kafka")
     if clickhouse.stop(settings):
@@ -161,9 +183,26 @@ def status(settings: Settings) -> int:
         ready = pid is not None and svc.ready()
         ok &= ready
         rows.append((svc.name, "running" if pid else "stopped", str(pid or "-"), "ready" if ready else "-"))
+    row, prometheus_ok = _prometheus_status(settings)
+    rows.append(row)
+    ok &= prometheus_ok
     for row in rows:
         print(f"{row[0]:<22} {row[1]:<9} pid {row[2]:<8} {row[3]}")
     return 0 if ok else 1
+
+
+def _prometheus_status(settings: Settings) -> tuple[tuple[str, str, str, str], bool]:
+    """The status row of Prometheus (its URL last) and whether it is as expected: a local Prometheus that is not
+    installed is not expected (``make run`` runs without it)."""
+    address = prometheus.url(settings)
+    if not settings.local_prometheus:
+        answering = prometheus.answers(settings)
+        return ("prometheus", "external", "-", f"{'answering' if answering else 'NOT ANSWERING'} {address}"), answering
+    if prometheus.binary() is None:
+        return ("prometheus", "missing", "-", "not installed (make run installs it as root)"), True
+    pid = procs.running_pid(prometheus.service(settings))
+    ready = pid is not None and prometheus.answers(settings)
+    return ("prometheus", "running" if pid else "stopped", str(pid or "-"), f"{'ready' if ready else '-'} {address}"), ready
 
 
 def run_tests(settings: Settings, pytest_args: list[str]) -> int:

@@ -82,6 +82,11 @@ class Settings:
     consumer_session_timeout_ms: int = _var(
         "CONSUMER_SESSION_TIMEOUT_MS", 10_000, "Kafka group session timeout of the workers: how soon the "
         "partitions of a worker that died (kill -9) move to the others.")
+    # --- monitoring ----------------------------------------------------------------------------------------
+    prometheus_host: str = _var(
+        "PROMETHEUS_HOST", "127.0.0.1", "Prometheus server (`make run` starts Debian's `prometheus` on loopback). "
+        "Any value other than the default means an external server: nothing is started.")
+    prometheus_port: int = _var("PROMETHEUS_PORT", 9090, "Port of the Prometheus server.")
     log_level: str = _var("LOG_LEVEL", "INFO", "Log level of every process.")
 
     def __post_init__(self) -> None:
@@ -139,6 +144,11 @@ class Settings:
     def local_kafka(self) -> bool:
         """True when Kafka is ours to start (the bootstrap is the default loopback address)."""
         return self.kafka_bootstrap == Settings.kafka_bootstrap
+
+    @property
+    def local_prometheus(self) -> bool:
+        """True when Prometheus is ours to start (the host is the default loopback address)."""
+        return self.prometheus_host == Settings.prometheus_host
 
     @property
     def local_clickhouse(self) -> bool:
