@@ -130,11 +130,11 @@ class ConfluentSource:
         except KafkaException as exc:  # transient: the partition's fetcher is not ready yet
             raise Unavailable(f"seek of partition {partition}: {exc}") from None
 
-    def highwater(self, partition: int) -> int | None:
-        """Last known end offset of a partition (from fetch responses; no network call)."""
+    def highwater(self, partition: int, fresh: bool = False) -> int | None:
+        """End offset of a partition: cached from fetch responses, or ``fresh`` from the broker (≤ 2 s)."""
         try:
-            _, high = self.consumer.get_watermark_offsets(self._tp(partition), cached=True)
-        except KafkaException:  # not known yet
+            _, high = self.consumer.get_watermark_offsets(self._tp(partition), timeout=2, cached=not fresh)
+        except KafkaException:  # not known yet, or the broker did not answer (transient)
             return None
         return high if high >= 0 else None
 

@@ -108,9 +108,14 @@ class KafkaPythonSource:
         else:
             self.consumer.seek(self._tp(partition), offset)
 
-    def highwater(self, partition: int) -> int | None:
-        """Last known end offset of a partition (from fetch responses; no network call)."""
-        return self.consumer.highwater(self._tp(partition))
+    def highwater(self, partition: int, fresh: bool = False) -> int | None:
+        """End offset of a partition: cached from fetch responses, or ``fresh`` from the broker (≤ 2 s)."""
+        if not fresh:
+            return self.consumer.highwater(self._tp(partition))
+        try:
+            return self.consumer.end_offsets([self._tp(partition)], timeout_ms=2_000).get(self._tp(partition))
+        except KafkaError:  # transient: the broker did not answer; the lag gauge keeps its last value
+            return None
 
     def close(self) -> None:
         try:

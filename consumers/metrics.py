@@ -24,6 +24,10 @@ FLUSH_SECONDS = Histogram("eventpipe_consumer_flush_seconds", "Latency of a whol
                           "(rows, dead letters, state, commit).", ["worker"])
 FAILURES = Counter("eventpipe_consumer_transient_failures_total", "Transient Kafka/ClickHouse failures, by step.",
                    ["worker", "step"])
+COMMITS = Counter("eventpipe_consumer_commits_total", "Kafka offset commits that succeeded (each after its "
+                  "batch was written to ClickHouse).", ["worker"])
+COMMITTED = Gauge("eventpipe_consumer_committed_offset", "Last committed offset (next offset to read) per partition.",
+                  ["worker", "topic", "partition"])
 PAUSED = Gauge("eventpipe_consumer_paused", "1 while the worker is paused waiting for Kafka or ClickHouse.",
                ["worker"])
 LAG = Gauge("eventpipe_consumer_lag", "Records behind the end of the partition (last known high-water mark).",

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 POLL_MAX_S = 0.5          # longest single poll: bounds how fast SIGTERM and retries are noticed
 SHUTDOWN_FLUSH_S = 20.0   # on SIGTERM, how long to keep retrying the last flush before exiting uncommitted
 OBSERVE_EVERY_S = 1.0     # gauges (lag, open keys) are refreshed at least this often, even when idle or paused
+REFRESH_PAUSED_S = 10.0   # while paused, end offsets come from the broker at most this often
 
 
 class Worker:
@@ -55,7 +56,9 @@ class Worker:
         self.write_backoff, self.restore_backoff = Backoff(), Backoff()
         self.write_retry_at = self.restore_retry_at = 0.0
         self.paused = False
+        metrics.PAUSED.labels(self.name).set(0)
         self.observed_at = 0.0
+        self.refreshed_at = 0.0  # last time end offsets were asked from the broker (while paused)
 
     # --- the loop ------------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -142,8 +145,14 @@ class Worker:
 
     def observe(self) -> None:
         metrics.OPEN_KEYS.labels(self.name).set(self.processor.open_keys())
+        # Paused partitions are not fetched, so their cached end offsets freeze: ask the broker now and then, or
+        # the lag of a worker waiting out a ClickHouse outage would look flat.
+        now = self.clock.time()
+        fresh = (self.paused or bool(self.unrestored)) and now - self.refreshed_at >= REFRESH_PAUSED_S
+        if fresh:
+            self.refreshed_at = now
         for partition, position in self.positions.items():
-            high = self.source.highwater(partition)
+            high = self.source.highwater(partition, fresh)
             if high is not None:
                 metrics.LAG.labels(self.name, self.processor.topic, str(partition)).set(max(0, high - position))
 
@@ -198,6 +207,10 @@ class Worker:
         self.uncommitted.update(offsets)
         try:
             self.source.commit(self.uncommitted)
+            if self.uncommitted:
+                metrics.COMMITS.labels(self.name).inc()
+                for p, (offset, _) in self.uncommitted.items():
+                    metrics.COMMITTED.labels(self.name, self.processor.topic, str(p)).set(offset)
             self.uncommitted.clear()
         except LostPartitions as exc:
             log.info("commit refused after a rebalance; the new owner takes over", extra={"error": str(exc)})

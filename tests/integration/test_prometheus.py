@@ -266,7 +266,7 @@ def loaded(stack: Stack) -> Stack:
     send_load(stack)
 
     # every worker wrote, dead letters were written, the twins misbehave: then every rate() has points
-    conditions = {"all four workers wrote": "count(count by (worker) (eventpipe_consumer_flush_seconds_count)) >= 4",
+    conditions = {"all four workers wrote": "count(count by (worker) (eventpipe_consumer_commits_total)) >= 4",
                   "a worker dead-lettered": "eventpipe_consumer_dead_letters_total",
                   "dead letters were written": 'eventpipe_consumer_rows_written_total{table="dead_letters"}',
                   "the broken worker paused": "eventpipe_consumer_paused == 1",

@@ -93,7 +93,7 @@ class FakeSource:
     def seek(self, partition: int, offset: int | None) -> None:
         self.position[partition] = offset or 0
 
-    def highwater(self, partition: int) -> int | None:
+    def highwater(self, partition: int, fresh: bool = False) -> int | None:
         return len(self.log.get(partition, []))
 
     def close(self) -> None:
