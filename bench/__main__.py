@@ -3,10 +3,12 @@
 Phases, each bounded in time and each with its own topics (``bench_<run>_<phase>.*``) and database:
 
 1. producers — anchor A (bare kafka-python), the same with confluent-kafka, anchor B (ProducerPerformance);
-2. gateway   — closed-loop HTTP load, batches of 100, keep-alive connections;
-3. consumers — events, sessions and joins workers each drain a pre-filled topic; anchor C is ClickHouse's
-               Kafka engine draining the same events as JSONEachRow;
-4. end to end — gateway paced at half the slowest measured stage, HTTP 200 → row in ``sessions_final``;
+2. gateway   — closed-loop HTTP load, batches of 100, keep-alive connections, with each Kafka client, and anchor
+               D: the same server with a publisher that acknowledges without Kafka (the HTTP-layer limit);
+3. consumers — events, sessions and joins workers, with each Kafka client, each drain a pre-filled topic;
+               anchor C is ClickHouse's Kafka engine draining the same events as JSONEachRow;
+4. end to end — the whole pipeline's maximum (gateway and workers running together, closed loop), then the
+               gateway paced at half of it, HTTP 200 → row in ``sessions_final``;
 5. memory    — peak RSS of a SessionPairer holding 1 000 000 open sessions.
 
 Kafka and ClickHouse are brought up with deploy's ``infra_up`` (and stopped afterwards if this run started
@@ -65,6 +67,14 @@ class Run:
         if database:
             self.databases.append(s.clickhouse_database)
             migrate(s)
+        return s
+
+    def database(self, s: Settings) -> Settings:
+        """``s`` with its ClickHouse database migrated (and removed at the end of the run). Blocks."""
+        from deploy.migrate import migrate
+
+        self.databases.append(s.clickhouse_database)
+        migrate(s)
         return s
 
     def profile_dir(self, name: str) -> Path | None:
@@ -164,21 +174,33 @@ def run_producers(run: Run, frames_file: Path, mean_size: int) -> dict[str, Any]
     return out
 
 
+# The gateway phase's servers: label -> (EVENTPIPE_KAFKA_CLIENT, module run as the server)
+GATEWAYS = {"confluent": ("confluent-kafka", "ingest_gateway"), "kafka_python": ("kafka-python", "ingest_gateway"),
+            "http_limit": ("confluent-kafka", "bench.http_limit")}
+
+
 def run_gateway(run: Run, event_batches: list[list[dict]], frames_file: Path) -> dict[str, Any]:
     s = run.settings("gw")
     bodies_file = run.home / "bodies.pkl"
     n = gateway.write_bodies(bodies_file, event_batches)
-    gw = gateway.Gateway(run.procs, s, run.home / "gateway", profile_dir=run.profile_dir("gateway"))
     with open(bodies_file, "rb") as f:
-        gw.warm_up(pickle.load(f)[:50])
-    result = gateway.measure(run.cfg, gw, bodies_file, n, len(event_batches[0]))
-    say(f"gateway: {result['events_per_s']:,.0f} events/s, p50 {result['p50_ms']:.1f} ms, "
-        f"p99 {result['p99_ms']:.1f} ms, load generator {result['loadgen_cores'] * 100:.0f} % of a core")
-    # Anchor A once more, right after the gateway (which is stopped first): the two measurements bracket the
-    # gateway's, so a machine that got busier or quieter in between shows as a spread instead of a bias.
-    run.procs.stop(gw.proc)
-    result["anchor_a_after"] = bare_producers(run, run.settings("prod2"), "kafka-python", frames_file)
-    return result
+        warm = pickle.load(f)[:50]
+    out: dict[str, Any] = {}
+    for label, (client, module) in GATEWAYS.items():
+        gw = gateway.Gateway(run.procs, replace(s, kafka_client=client), run.home / f"gateway-{label}",
+                             name=f"gateway-{label}", module=module,
+                             profile_dir=run.profile_dir("gateway") if label == "confluent" else None)
+        gw.warm_up(warm)
+        result = gateway.measure(run.cfg, gw, bodies_file, n, len(event_batches[0]))
+        say(f"gateway ({label}): {result['events_per_s']:,.0f} events/s, p50 {result['p50_ms']:.1f} ms, "
+            f"p99 {result['p99_ms']:.1f} ms, gateway {result['gateway_cores'] * 100:.0f} % of a core, "
+            f"load generator {result['loadgen_cores'] * 100:.0f} %")
+        run.procs.stop(gw.proc)
+        out[label] = result
+    # Anchor A once more, right after the gateways: the two measurements bracket theirs, so a machine that got
+    # busier or quieter in between shows as a spread instead of a bias.
+    out["anchor_a_after"] = bare_producers(run, run.settings("prod2"), "kafka-python", frames_file)
+    return out
 
 
 def run_sinks(run: Run, event_frames: list[tuple[bytes, bytes]], event_records: list, workload: Workload
@@ -199,17 +221,37 @@ def run_sinks(run: Run, event_frames: list[tuple[bytes, bytes]], event_records: 
         seconds = sinks.prefill(s, topic, frames)
         say(f"pre-filled {topic}: {len(frames)} records in {seconds:.1f} s")
     out: dict[str, Any] = {}
-    for worker, total in (("events", len(event_frames)), ("sessions", len(event_frames)), ("joins", len(join_frames))):
-        r = sinks.drain_worker(run.procs, s, worker, total, cfg.sink_timeout_s, run.profile_dir(f"consumer-{worker}"))
-        out[worker] = r
-        say(f"{worker} worker: {r['rate']:,.0f} records/s ({r['done']}/{total}, {r['busy_s'] or 0:.1f} s after "
-            f"assignment, start-up {r['startup_s'] or 0:.1f} s, {r['cpu_s']:.1f} CPU-s, peak RSS "
-            f"{r['peak_rss_mb']:.0f} MB)")
+    for client, suffix in (("confluent-kafka", ""), ("kafka-python", "_kafka_python")):
+        if suffix:  # the same topics again: the groups start over, into a database of their own
+            sinks.delete_groups(s, [f"{s.topic_prefix}.{w}" for w in ("events", "sessions", "joins")])
+            s = run.database(replace(s, clickhouse_database=s.clickhouse_database + suffix))
+        cs = replace(s, kafka_client=client)
+        for worker, total in (("events", len(event_frames)), ("sessions", len(event_frames)),
+                              ("joins", len(join_frames))):
+            r = sinks.drain_worker(run.procs, cs, worker, total, cfg.sink_timeout_s,
+                                   run.profile_dir(f"consumer-{worker}") if not suffix else None)
+            out[worker + suffix] = r
+            say(f"{worker} worker ({client}): {r['rate']:,.0f} records/s ({r['done']}/{total}, "
+                f"{r['busy_s'] or 0:.1f} s after assignment, start-up {r['startup_s'] or 0:.1f} s, "
+                f"{r['cpu_s']:.1f} CPU-s, peak RSS {r['peak_rss_mb']:.0f} MB)")
     c = sinks.drain_kafka_engine(s, json_topic, len(json_frames), cfg.sink_timeout_s)
     out["anchor_c"] = c
     say(f"anchor C (Kafka engine): {c['rate']:,.0f} rows/s ({c['done']}/{len(json_frames)}, "
         f"{c['busy_s'] or 0:.1f} s after assignment, ClickHouse {c['cpu_s'] or 0:.1f} CPU-s)")
     return out
+
+
+def run_e2e(run: Run, workload: Workload) -> dict[str, Any]:
+    """The whole pipeline's maximum, then its latency paced at half of that (each on fresh topics and tables)."""
+    top = e2e.pipeline_max(run.cfg, run.procs, run.settings("max", database=True), run.home / "gateway-max",
+                           workload)
+    run.procs.stop_all()
+    say(f"whole pipeline maximum: {top['events_per_s']:,.0f} events/s (gateway {top['gateway_events_per_s']:,.0f}, "
+        f"events sink {top['events_sink_per_s']:,.0f}, sessions worker {top['sessions_per_s']:,.0f})")
+    result = e2e.run(run.cfg, run.procs, run.settings("e2e", database=True), run.home / "gateway-e2e", workload,
+                     0.5 * top["events_per_s"])
+    result["pipeline_max"] = top
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,13 +324,7 @@ def execute(run: Run) -> None:
         r["producers"] = {**(r.get("producers") or {}), "kafka_python": after}
     r["sinks"] = run.phase("consumers", lambda: run_sinks(run, frames, records, workload))
     del frames, records
-    stages = [x for x in ((r.get("gateway") or {}).get("events_per_s"),
-                          ((r.get("sinks") or {}).get("events") or {}).get("rate"),
-                          ((r.get("sinks") or {}).get("sessions") or {}).get("rate")) if x]
-    if stages or run.only:
-        rate = 0.5 * min(stages) if stages else 2_000.0
-        r["e2e"] = run.phase("e2e", lambda: e2e.run(cfg, run.procs, run.settings("e2e", database=True),
-                                                           run.home / "gateway-e2e", workload, rate))
+    r["e2e"] = run.phase("e2e", lambda: run_e2e(run, workload))
     n_sessions = cfg.count(cfg.memory_sessions, 10_000)
     r["memory"] = run.phase("memory", lambda: run_json(python_module("bench.memory", str(n_sessions)), None,
                                                        timeout_s=600))

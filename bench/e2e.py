@@ -27,33 +27,75 @@ POLL_S = 0.1
 DRAIN_S = 30.0  # after the load, how long to wait for the last sessions to show
 
 
+class Pipeline:
+    """The gateway with the events and sessions workers, as under ``make run``, warmed up by one session."""
+
+    def __init__(self, procs: Processes, settings: Settings, home: Path, workload: Workload, name: str) -> None:
+        from deploy.migrate import client
+
+        self.settings = settings
+        self.db = f"`{settings.clickhouse_database}`"
+        env = app_env(settings, EVENTPIPE_CONSUMER_METRICS_PORT="0")
+        self.workers = [procs.start(f"{name}-consumer-{w}", python_module("consumers", w), env)
+                        for w in ("events", "sessions")]
+        self.gateway = Gateway(procs, settings, home, name=f"gateway-{name}")
+        self.ch = client(settings, settings.clickhouse_database)
+        # Warm-up: one session through the whole pipeline (group joins, producers connected, first inserts).
+        warm = [{"action": "START", "type": "APPSTART", "timestamp": workload.config.base_timestamp,
+                 "session": "warmup-0001", "entities": []},
+                {"action": "END", "type": "APPSTART", "timestamp": workload.config.base_timestamp + 1,
+                 "session": "warmup-0001", "entities": []}]
+        loadgen.run(self.gateway.url, self.gateway.key, [loadgen.encode_body(warm)], connections=1, duration_s=10,
+                    max_requests=1)
+        for w in self.workers:
+            if w.popen.poll() is not None:
+                raise BenchError(f"{w.name} exited with {w.popen.returncode}:\n{w.tail()}")
+        self.warmup_s = wait_for(lambda: bool(self.closed(["warmup-0001"])), 120, "end-to-end warm-up session")
+
+    def closed(self, sessions: list[str]) -> set[str]:
+        rows = self.ch.execute(f"SELECT session FROM {self.db}.sessions_final WHERE status = 'closed' "
+                               "AND session IN %(s)s", {"s": tuple(sessions)})
+        return {r[0] for r in rows}
+
+
+def pipeline_max(cfg: BenchConfig, procs: Processes, settings: Settings, home: Path, workload: Workload
+                 ) -> dict[str, Any]:
+    """The whole pipeline's maximum: closed-loop load on the gateway while both workers consume on the same
+    machine; the rate is the slowest of what the gateway acknowledged and what each worker committed over the
+    window. Blocks."""
+    from kafka import KafkaAdminClient
+
+    from .sinks import committed
+
+    pipe = Pipeline(procs, settings, home, workload, "max")
+    duration = cfg.seconds(cfg.e2e_seconds / 2, minimum=3.0)
+    chunks = batches(workload.events(cfg.count(60_000, 1_000) // cfg.batch_size * cfg.batch_size, stream="max"),
+                     cfg.batch_size)
+    bodies = [loadgen.encode_body(c) for c in chunks]
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10_000)
+    groups = [f"{settings.topic_prefix}.{w}" for w in ("events", "sessions")]
+    try:
+        before = [committed(admin, g) or 0 for g in groups]
+        t0 = time.monotonic()
+        result = loadgen.run(pipe.gateway.url, pipe.gateway.key, bodies, connections=cfg.load_threads * 2,
+                             duration_s=duration)
+        wall = time.monotonic() - t0
+        after = [committed(admin, g) or 0 for g in groups]
+    finally:
+        admin.close()
+        pipe.ch.disconnect()
+    gateway_rate = result["ok"] * cfg.batch_size / result["wall_s"]
+    events_rate, sessions_rate = ((a - b) / wall for a, b in zip(after, before))
+    return {"events_per_s": min(gateway_rate, events_rate, sessions_rate), "gateway_events_per_s": gateway_rate,
+            "events_sink_per_s": events_rate, "sessions_per_s": sessions_rate, "duration_s": wall,
+            "errors": result.get("errors", {})}
+
+
 def run(cfg: BenchConfig, procs: Processes, settings: Settings, home: Path, workload: Workload,
         rate_events: float) -> dict[str, Any]:
     """Pace the gateway at ``rate_events`` events/s for ``cfg.e2e_seconds``; measure the latency. Blocks."""
-    from deploy.migrate import client
-
-    db = f"`{settings.clickhouse_database}`"
-    env = app_env(settings, EVENTPIPE_CONSUMER_METRICS_PORT="0")
-    workers = [procs.start(f"e2e-consumer-{w}", python_module("consumers", w), env) for w in ("events", "sessions")]
-    gateway = Gateway(procs, settings, home, name="gateway-e2e")
-    ch = client(settings, settings.clickhouse_database)
-
-    def closed(sessions: list[str]) -> set[str]:
-        rows = ch.execute(f"SELECT session FROM {db}.sessions_final WHERE status = 'closed' AND session IN %(s)s",
-                          {"s": tuple(sessions)})
-        return {r[0] for r in rows}
-
-    # Warm-up: one session through the whole pipeline (group joins, producers connected, first inserts).
-    warm = [{"action": "START", "type": "APPSTART", "timestamp": workload.config.base_timestamp,
-             "session": "warmup-0001", "entities": []},
-            {"action": "END", "type": "APPSTART", "timestamp": workload.config.base_timestamp + 1,
-             "session": "warmup-0001", "entities": []}]
-    loadgen.run(gateway.url, gateway.key, [loadgen.encode_body(warm)], connections=1, duration_s=10,
-                max_requests=1)
-    for w in workers:
-        if w.popen.poll() is not None:
-            raise BenchError(f"{w.name} exited with {w.popen.returncode}:\n{w.tail()}")
-    waited = wait_for(lambda: bool(closed(["warmup-0001"])), 120, "end-to-end warm-up session")
+    pipe = Pipeline(procs, settings, home, workload, "e2e")
+    gateway, closed, ch, waited = pipe.gateway, pipe.closed, pipe.ch, pipe.warmup_s
 
     duration = cfg.seconds(cfg.e2e_seconds, minimum=3.0)
     req_rate = max(1.0, rate_events / cfg.batch_size)

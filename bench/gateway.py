@@ -21,7 +21,8 @@ class Gateway:
     """A running ``python -m ingest_gateway serve`` with its own key file and port."""
 
     def __init__(self, procs: Processes, settings: Settings, home: Path, name: str = "gateway",
-                 profile_dir: Path | None = None) -> None:
+                 profile_dir: Path | None = None, module: str = "ingest_gateway") -> None:
+        """``module``: ``bench.http_limit`` runs the same server with a publisher that needs no Kafka (anchor D)."""
         port = free_port()
         self.settings = replace(settings, home=str(home), http_port=port, keys_file=str(home / "keys.json"))
         env = app_env(self.settings)
@@ -31,7 +32,7 @@ class Gateway:
             raise BenchError(f"gateway: creating a key failed:\n{out.stderr[-1500:]}")
         self.key = out.stdout.strip().splitlines()[-1]
         self.url = f"http://127.0.0.1:{port}/v3/events"
-        argv = python_module("ingest_gateway", "serve")
+        argv = python_module(module, "serve") if module == "ingest_gateway" else python_module(module)
         if profile_dir is not None:
             argv = python_module("bench.profiled_gateway", str(profile_dir))
         self.proc: Proc = procs.start(name, argv, env)

@@ -143,6 +143,19 @@ def drain_worker(procs: Processes, settings: Settings, worker: str, total: int, 
         admin.close()
 
 
+def delete_groups(settings: Settings, groups: list[str]) -> None:
+    """Forget the committed offsets of ``groups`` (their members are stopped), so a new drain starts over."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})  # kept alive until the futures resolve
+    for group, future in admin.delete_consumer_groups(groups, request_timeout=10).items():
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:  # a group that never committed does not exist: nothing to forget
+            say(f"deleting consumer group {group}: {exc}")
+
+
 # --- anchor C: ClickHouse's Kafka engine ------------------------------------------------------------------------
 ANCHOR_DDL = """
 CREATE TABLE {db}.anchor_events (

@@ -96,18 +96,27 @@ def test_the_table_shows_each_figure_beside_its_anchor_and_ratio() -> None:
         "environment": {"cpus": 2, "loadavg_start": 0.5}, "total_s": 300.0,
         "producers": {"kafka_python": {"rate": 20_000.0}, "confluent": {"rate": 200_000.0},
                       "perf_test": {"rate": 100_000.0, "record_size": 166, "p50_ms": 3, "p99_ms": 20}},
-        "gateway": {"events_per_s": 16_000.0, "p50_ms": 40.0, "p99_ms": 90.0, "batch_size": 100,
-                    "connections": 16, "loadgen_cores": 0.1, "loadgen_cpu_s": 2.0, "duration_s": 20.0,
-                    "gateway_cores": 1.2, "machine_busy_cores": 1.9, "machine_cores_total": 2.0, "errors": {}},
+        "gateway": {label: {"events_per_s": rate, "p50_ms": 40.0, "p99_ms": 90.0, "batch_size": 100,
+                            "connections": 16, "loadgen_cores": 0.1, "loadgen_cpu_s": 2.0, "duration_s": 20.0,
+                            "gateway_cores": 1.2, "machine_busy_cores": 1.9, "machine_cores_total": 2.0, "errors": {}}
+                    for label, rate in (("confluent", 40_000.0), ("kafka_python", 16_000.0),
+                                        ("http_limit", 50_000.0))},
         "sinks": {"events": {"rate": 10_000.0, "per_cpu_s": 11_000.0, "peak_rss_mb": 80.0},
+                  "events_kafka_python": {"rate": 6_000.0, "per_cpu_s": 7_000.0, "peak_rss_mb": 80.0},
                   "anchor_c": {"rate": 40_000.0, "per_cpu_s": 100_000.0}},
-        "e2e": {"events_per_s": 5_000.0, "p50_s": 0.8, "p99_s": 1.5, "sessions_measured": 10,
+        "e2e": {"pipeline_max": {"events_per_s": 10_000.0, "gateway_events_per_s": 30_000.0,
+                                 "events_sink_per_s": 12_000.0, "sessions_per_s": 10_000.0},
+                "events_per_s": 5_000.0, "p50_s": 0.8, "p99_s": 1.5, "sessions_measured": 10,
                 "sessions_missing": 0, "poll_interval_s": 0.1, "http_p50_ms": 10.0, "http_p99_ms": 50.0},
         "memory": {"open_keys": 1_000_000, "peak_rss_mb": 250.0},
     }
     text = table(results)
-    assert "| gateway events/s (batches of 100, 16 keep-alive conns) | 16,000 |" in text
-    assert "0.80×" in text    # gateway / anchor A
+    assert "| gateway events/s, confluent-kafka (batches of 100, 16 keep-alive conns) | 40,000 |" in text
+    assert "| 50,000 | 0.80× | ≥ 0.7× D |" in text    # gateway / anchor D
+    assert "| 16,000 | 2.50× | ≥ 2× |" in text        # librdkafka gateway / kafka-python gateway
+    assert "| 20,000 | 0.80× |" in text               # kafka-python gateway / anchor A
+    assert "| 40,000 | 0.15× |" in text               # events sink (kafka-python) / anchor C
+    assert "half of the whole pipeline's maximum, 10,000 events/s" in text
     assert "0.25×" in text    # events sink / anchor C
     assert "0.75×" in text    # e2e p99 / 2 s
     assert "0.83×" in text    # 250 MB / 300 MB
