@@ -84,3 +84,39 @@ def test_join_record_rules(changes: dict, reason: str | None) -> None:
 def test_a_count_below_one_means_one() -> None:
     record = with_(GOOD_JOIN, count=0)
     assert rules.check_join_record(record) is None and record["count"] == 1
+
+
+# --- the entity-value fast path gives exactly what json.loads gives ---------------------------------------------
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+from consumers.rules import entity_text  # noqa: E402
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+                           max_leaves=6)
+
+
+def reference_text(value: str) -> str | None:
+    import json
+
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, str) else value
+
+
+@hsettings(max_examples=400, deadline=None)
+@given(json_values, st.booleans())
+def test_entity_text_equals_the_json_parser_on_json(value, ascii_only) -> None:
+    import json
+
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert entity_text(text) == reference_text(text)
+
+
+@hsettings(max_examples=400, deadline=None)
+@given(st.text() | st.sampled_from(['"a\\"', '"\\u00e9"', '"tab\there"', "01", "-", "1.", ".5", "1e", "tru", "nul",
+                                    " 1", "1 ", '"x" ', "NaN", "-Infinity", '"\\ud800"', "1E+2", "-0.0e-0"]))
+def test_entity_text_equals_the_json_parser_on_anything(text) -> None:
+    assert entity_text(text) == reference_text(text)
