@@ -34,7 +34,7 @@ class Settings:
         "Kafka bootstrap servers. Any value other than the default means an external Kafka: nothing is started.")
     kafka_version: str = _var("KAFKA_VERSION", "4.3.1", "Apache Kafka version fetched from Maven Central.")
     kafka_heap: str = _var("KAFKA_HEAP", "1g", "Java heap of the local Kafka broker.")
-    topic_prefix: str = _var("TOPIC_PREFIX", "eventpipe", "Topics are PREFIX.events, PREFIX.joins, PREFIX.deadletter.")
+    topic_prefix: str = _var("TOPIC_PREFIX", "eventpipe", "Topics are PREFIX.events, PREFIX.joins, PREFIX.deadletter, PREFIX.components.")
     topic_partitions: int = _var("TOPIC_PARTITIONS", 6, "Partition count of the topics eventpipe creates.")
     # --- ClickHouse ----------------------------------------------------------------------------------------
     clickhouse_host: str = _var(
@@ -110,8 +110,12 @@ class Settings:
         return f"{self.topic_prefix}.deadletter"
 
     @property
-    def topics(self) -> tuple[str, str, str]:
-        return (self.topic_events, self.topic_joins, self.topic_deadletter)
+    def topic_components(self) -> str:
+        return f"{self.topic_prefix}.components"
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return (self.topic_events, self.topic_joins, self.topic_deadletter, self.topic_components)
 
     @property
     def home_path(self) -> Path:
