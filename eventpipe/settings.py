@@ -68,8 +68,8 @@ class Settings:
     session_timeout_s: int = _var("SESSION_TIMEOUT_S", 86_400, "Event-time seconds after START without END: timed_out.")
     orphan_grace_s: int = _var("ORPHAN_GRACE_S", 3_600, "Event-time seconds an UPDATE/END waits for its START: orphan.")
     consumer_metrics_port: int = _var(
-        "CONSUMER_METRICS_PORT", 9101, "First /metrics port of the workers (events, sessions, joins, deadletters "
-        "take this +0..3 under `make run`; 0 picks a free port).")
+        "CONSUMER_METRICS_PORT", 9101, "First /metrics port of the workers (events, sessions, joins, deadletters, components "
+        "take this +0..4 under `make run`; 0 picks a free port).")
     consumer_session_timeout_ms: int = _var(
         "CONSUMER_SESSION_TIMEOUT_MS", 10_000, "Kafka group session timeout of the workers: how soon the "
         "partitions of a worker that died (kill -9) move to the others.")
