@@ -60,12 +60,14 @@ LIMIT 20;
 
 -- Joined events with their Zidium component and its parent (components come from GetRootComponent,
 -- GetOrAddComponent and UpdateComponent; SendEvent adds the event type's names and the properties).
-SELECT c.display_name AS component, p.display_name AS parent, e.type_display_name AS type, e.importance,
-       e.count, e.message, e.end_time
-FROM joined_events_final AS e
-ANY LEFT JOIN (SELECT component_id, display_name, parent_id FROM components_final) AS c USING component_id
-ANY LEFT JOIN (SELECT component_id AS parent_id, display_name FROM components_final) AS p USING parent_id
-ORDER BY e.end_time DESC
+SELECT component, parent, type_display_name AS type, importance, count, message, end_time
+FROM joined_events_final
+ANY LEFT JOIN (
+    SELECT component_id, display_name AS component, parent
+    FROM (SELECT component_id, display_name, parent_id FROM components_final)
+    ANY LEFT JOIN (SELECT component_id AS parent_id, display_name AS parent FROM components_final) USING parent_id
+) USING component_id
+ORDER BY end_time DESC
 LIMIT 20;
 
 -- Values of one SendEvent property: which source files the application errors of the last day come from.

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import MissingField
 from ..records import derive_id
-from .wire import Property, format_date, optional_text, parse_guid, parse_properties, required_guid
+from .wire import Property, format_date, optional_text, parse_properties, required_guid
 
 NAME_MAX = 255  # Zidium cuts system and display names to 255 characters
 VERSION_MAX = 255

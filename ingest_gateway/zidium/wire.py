@@ -8,14 +8,13 @@ as Zidium's .NET server (fastJSON) does.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import InvalidParameter, MissingField
 from ..jsontext import dumps_compact
-from ..validation import casefold_keys, parse_start_date
+from ..validation import casefold_keys, parse_guid, parse_start_date
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MAX_DATE_MS = 253402300799999  # 9999-12-31T23:59:59.999Z: beyond it a year has five digits
@@ -40,16 +39,6 @@ def data_object(data: Any, action: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise MissingField(f"Data must be an object for {action}")
     return casefold_keys(data)
-
-
-def parse_guid(value: Any) -> str | None:
-    """A GUID in any of .NET's usual spellings as a lower-case hyphenated string; None when it is not one."""
-    if not isinstance(value, str) or len(value) > 64:
-        return None
-    try:
-        return str(uuid.UUID(value.strip()))
-    except ValueError:  # invalid input: not a GUID
-        return None
 
 
 def required_guid(fields: dict[str, Any], name: str) -> str:

@@ -4,7 +4,6 @@ topics and database."""
 from __future__ import annotations
 
 import dataclasses
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import pytest
 
 from eventpipe.settings import Settings
 from tests.integration.consumers.conftest import Workers
-from tests.integration.gateway.test_server import env_of, free_port, request
+from tests.integration.gateway.helpers import env_of, free_port, start_gateway, stop_gateway
 
 from . import java_build
 
@@ -48,30 +47,11 @@ def stack(isolated_settings: Settings, tmp_path: Path) -> Iterator[Stack]:
     key_file = tmp_path / "demo_api_key"
     subprocess.run([sys.executable, "-m", "ingest_gateway", "keys", "ensure-demo", str(key_file)], env=env,
                    check=True, timeout=60)
-    log = open(tmp_path / "gateway.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "ingest_gateway", "serve"], env=env, stdout=log,
-                               stderr=subprocess.STDOUT, cwd=tmp_path)
-    url = f"http://127.0.0.1:{settings.http_port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if request(url + "/healthz", timeout=1)[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("gateway did not start: " + (tmp_path / "gateway.log").read_text()[-2000:])
+    process, url = start_gateway(settings, env, tmp_path)
     workers = Workers(settings, tmp_path)
     yield Stack(settings, url, key_file.read_text().strip(), workers)
     workers.stop_all()
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    log.close()
+    stop_gateway(process)
 
 
 def wait_rows(client, query: str, params: dict, count: int, timeout_s: float = 60.0,

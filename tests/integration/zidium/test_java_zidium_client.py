@@ -4,7 +4,8 @@ components_final (SPEC §1.2; issue 9)."""
 
 from __future__ import annotations
 
-from deploy.migrate import client as clickhouse
+from deploy.migrate import client as clickhouse, statements
+from eventpipe.settings import REPO_ROOT
 
 from . import java_build
 from .conftest import Stack, wait_rows
@@ -54,3 +55,10 @@ def test_the_published_java_client_delivers_events_into_clickhouse(stack: Stack,
     components = wait_rows(ch, "SELECT component_id, parent_id, system_name FROM components_final "
                                "ORDER BY system_name", {}, 2)
     assert sorted(components) == sorted([(root, None, "Root"), (child, root, "billing-service")])
+
+    # The analysts' query of docs/queries.sql that reads joined events with their component and its parent.
+    query = next(q for q in statements((REPO_ROOT / "docs" / "queries.sql").read_text(), "unused")
+                 if "components_final" in q and "parent" in q)
+    named = {(r[0], r[1], r[2], r[4]) for r in ch.execute(query)}
+    assert named == {("billing-service", "Root", "IllegalStateException in ZidiumClientRun.main", 2),
+                     ("billing-service", "Root", "Export finished", 1)}
