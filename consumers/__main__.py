@@ -1,4 +1,4 @@
-"""``python -m consumers events|sessions|joins|deadletters`` — run one worker process.
+"""``python -m consumers events|sessions|joins|deadletters|components`` — run one worker process.
 
 Each worker is its own consumer group (``PREFIX.events``, ``PREFIX.sessions``, …); start more processes of the
 same worker to scale out (Kafka partitions are the unit of parallelism). Configuration is the ``EVENTPIPE_*``
@@ -17,7 +17,7 @@ from . import logs, metrics
 from .processors import WORKERS
 
 # `make run` (deploy/stack.py) gives the workers EVENTPIPE_CONSUMER_METRICS_PORT + these on one host
-METRICS_PORT_OFFSET = {"events": 0, "sessions": 1, "joins": 2, "deadletters": 3}
+METRICS_PORT_OFFSET = {"events": 0, "sessions": 1, "joins": 2, "deadletters": 3, "components": 4}
 log = logging.getLogger("consumers")
 
 

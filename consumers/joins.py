@@ -18,6 +18,8 @@ Rules, for a record R (times in ms, ``interval`` = round(R.join_interval × 1000
   joined event of the same (account, component, type) has it — the scope of ``joined_events``' sorting key —
   else ``uuid5(JOINED_EVENT_NAMESPACE, record_id)`` (suffixed ``#n`` on the unlikely collision).
 * The same record (account, record_id) counts once: a re-delivery changes nothing.
+* What SendEvent adds (``JoinRecord.extras``: category, the type's names and code, Properties) is carried like the
+  message: a joined event shows the extras of the last record that had any.
 
 The result is a function of the partition's records **in offset order** (joining is sequential by nature: which
 event is "latest" depends on what came before), so it does not depend on batch boundaries, restarts, replays or
@@ -89,6 +91,9 @@ class JoinRecord:
     count: int  # >= 1
     message: str
     version: str | None
+    # SendEvent's additions, JSON-shaped: [category, type_system_name, type_display_name, type_code,
+    # [[name, value, type], ...]]; None for JoinEvents records
+    extras: list[Any] | None = None
 
     def __post_init__(self) -> None:
         if self.importance not in IMPORTANCES:
@@ -115,6 +120,7 @@ class JoinedEventRow:
     version: str | None
     records: int
     row_version: int
+    extras: list[Any] | None = None  # as JoinRecord.extras
 
 
 def event_key(account_id: str, component_id: str, type_id: str, event_id: str) -> str:
@@ -129,9 +135,10 @@ def chunk_key(event_key: str, n: int) -> str:
 
 # A joined event in memory is a list indexed by these. The first STATE_FIELDS are its persisted state; CHUNKS holds
 # the digests of its records, n -> [bytes, largest start_date in it], each chunk persisted under its own key so
-# that a record rewrites one small chunk rather than every digest; DUE is timer bookkeeping.
+# that a record rewrites one small chunk rather than every digest; DUE is timer bookkeeping. EXTRA (SendEvent's
+# additions) came later: a state written before it ends at LAST and is read with EXTRA = None.
 (ACCOUNT, COMPONENT, TYPE, IMPORTANCE, JOIN_KEY, ID, VERSION, START, END, ACTUAL, COUNT, MESSAGE, RECORDS, CREATED,
- LAST, CHUNKS, DUE) = range(17)
+ LAST, EXTRA, CHUNKS, DUE) = range(18)
 STATE_FIELDS = CHUNKS
 CHUNK_RECORDS = 64  # records per digest chunk: a record rewrites at most ~1.4 kB of digests
 _SEEN = 16  # bytes per record in a chunk: 8-byte digest of (account, record_id), start_date as little-endian int64
@@ -259,6 +266,8 @@ class JoinWindows:
             ev[MESSAGE] = r.message
             ev[RECORDS] += 1
             ev[LAST] = offset
+            if r.extras is not None:
+                ev[EXTRA] = r.extras
             self._admit(target_key, ev)
             if max(ev[END], ev[ACTUAL]) + self._ret < ev[DUE]:  # expiry moved earlier (a shorter interval)
                 self._schedule(target_key, ev)
@@ -272,7 +281,7 @@ class JoinWindows:
                 event_id = f"{base}#{n}"
         key = event_key(r.account_id, r.component_id, r.type_id, event_id)
         ev = [r.account_id, r.component_id, r.type_id, r.importance, r.join_key, event_id, r.version, r.start_date,
-              r.start_date, r.start_date + interval, r.count, r.message, 1, offset, offset, {}, 0]
+              r.start_date, r.start_date + interval, r.count, r.message, 1, offset, offset, r.extras, {}, 0]
         self._events[key] = ev
         self._admit(key, ev)
         self._schedule(key, ev)
@@ -367,7 +376,7 @@ def _joinable(ev: list[Any], r: JoinRecord, interval: int) -> bool:
 
 def _row(ev: list[Any], version: int) -> JoinedEventRow:
     return JoinedEventRow(ev[ACCOUNT], ev[ID], ev[COMPONENT], ev[TYPE], ev[JOIN_KEY], ev[IMPORTANCE], ev[START],
-                          ev[END], ev[ACTUAL], ev[COUNT], ev[MESSAGE], ev[VERSION], ev[RECORDS], version)
+                          ev[END], ev[ACTUAL], ev[COUNT], ev[MESSAGE], ev[VERSION], ev[RECORDS], version, ev[EXTRA])
 
 
 def _starts(digests: bytes) -> Iterator[int]:
@@ -397,7 +406,10 @@ def _decode(blob: bytes) -> tuple[str, list[Any] | tuple[int, bytes]]:
             if not digests or len(digests) % _SEEN or not isinstance(n, int):
                 raise ValueError("malformed digest chunk")
             return event_key(account, component, type_, event_id), (n, digests)
-        ev = list(doc["e"]) + [{}, 0]
+        ev = list(doc["e"])
+        if len(ev) == EXTRA:  # written before EXTRA existed
+            ev.append(None)
+        ev += [{}, 0]
         if len(ev) != DUE + 1:
             raise ValueError("malformed joined event state")
         return event_key(ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[ID]), ev

@@ -302,7 +302,8 @@ class JoinsWorker(Stateful):
     table = "joined_events"
     columns = ("account_id", "event_id", "component_id", "type_id", "join_key", "importance", "start_time",
                "end_time", "actual_time", "start_time_ms", "end_time_ms", "actual_time_ms", "count", "message",
-               "version", "records", "row_version")
+               "version", "records", "row_version", "category", "type_system_name", "type_display_name", "type_code",
+               "properties.name", "properties.value", "properties.type")
 
     def __init__(self, settings: Settings) -> None:
         super().__init__()
@@ -328,8 +329,16 @@ class JoinsWorker(Stateful):
                           component_id=record["component_id"], type_id=record["type_id"],
                           join_key=record["join_key"], start_date=start_ms, join_interval=record["join_interval"],
                           importance=record["importance"], count=record["count"], message=record["message"],
-                          version=record["version"])
+                          version=record["version"], extras=join_extras(record))
         return self.apply(message, item, joined_row)
+
+
+def join_extras(record: dict[str, Any]) -> list[Any] | None:
+    """SendEvent's additions to a join record (schema v2) in JoinRecord.extras' shape; None when it has none."""
+    if record["category"] is None and record["type_system_name"] is None and not record["properties"]:
+        return None
+    return [record["category"] or "", record["type_system_name"] or "", record["type_display_name"] or "",
+            record["type_code"] or "", [[p["name"], p["value"], p["type"]] for p in record["properties"]]]
 
 
 def joined_row(row: Any) -> tuple[str, tuple]:
@@ -338,7 +347,23 @@ def joined_row(row: Any) -> tuple[str, tuple]:
     return identity, (row.account_id, row.event_id, row.component_id, row.type_id, row.join_key, row.importance,
             seconds(row.start_time), seconds(row.end_time), seconds(row.actual_time),
             max(row.start_time, 0), max(row.end_time, 0), max(row.actual_time, 0), row.count, row.message,
-            row.version, row.records, row.row_version)
+            row.version, row.records, row.row_version, *extras_columns(row.extras))
 
 
-WORKERS = {"events": EventsSink, "sessions": SessionsWorker, "joins": JoinsWorker, "deadletters": DeadLetterSink}
+def extras_columns(extras: list[Any] | None) -> tuple:
+    """category, type names and code, properties.name/.value/.type (a null value as '')."""
+    if extras is None:
+        return "", "", "", "", [], [], []
+    category, system, display, code, props = extras
+    return (category, system, display, code, [p[0] for p in props], [p[1] or "" for p in props],
+            [p[2] for p in props])
+
+
+def components_sink(settings: Settings) -> Processor:
+    from .components import ComponentsSink  # its module builds on this one, so it is imported when used
+
+    return ComponentsSink(settings)
+
+
+WORKERS = {"events": EventsSink, "sessions": SessionsWorker, "joins": JoinsWorker, "deadletters": DeadLetterSink,
+           "components": components_sink}

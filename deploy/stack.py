@@ -21,7 +21,7 @@ from .migrate import migrate
 from .procs import DeployError, Service, say
 from .topics import ensure_topics
 
-WORKERS = tuple(METRICS_PORT_OFFSET)  # events, sessions, joins, deadletters
+WORKERS = tuple(METRICS_PORT_OFFSET)  # events, sessions, joins, deadletters, components
 SEED_BATCH = [
     {"action": "START", "type": "APPSTART", "timestamp": 1365772427, "session": "8nc92io9q",
      "entities": [{"key": "app", "value": "BigBrother"}, {"key": "package", "value": "de.thues.bigbrother"}]},

@@ -58,6 +58,26 @@ WHERE actual_time >= (SELECT max(end_time) FROM joined_events_final)
 ORDER BY actual_time DESC
 LIMIT 20;
 
+-- Joined events with their Zidium component and its parent (components come from GetRootComponent,
+-- GetOrAddComponent and UpdateComponent; SendEvent adds the event type's names and the properties).
+SELECT component, parent, type_display_name AS type, importance, count, message, end_time
+FROM joined_events_final
+ANY LEFT JOIN (
+    SELECT component_id, display_name AS component, parent
+    FROM (SELECT component_id, display_name, parent_id FROM components_final)
+    ANY LEFT JOIN (SELECT component_id AS parent_id, display_name AS parent FROM components_final) USING parent_id
+) USING component_id
+ORDER BY end_time DESC
+LIMIT 20;
+
+-- Values of one SendEvent property: which source files the application errors of the last day come from.
+SELECT value AS file, sum(count) AS occurrences
+FROM joined_events_final
+ARRAY JOIN properties.name AS name, properties.value AS value
+WHERE category = 'ApplicationError' AND name = 'FileName' AND end_time >= now() - INTERVAL 1 DAY
+GROUP BY file
+ORDER BY occurrences DESC;
+
 -- What was rejected and why, today.
 SELECT source, reason, count() AS rejected
 FROM dead_letters_final

@@ -98,3 +98,4 @@ class AvroType:
 EVENT = AvroType.load("event")
 JOIN_RECORD = AvroType.load("join_record")
 DEAD_LETTER = AvroType.load("dead_letter")
+COMPONENT = AvroType.load("component")

@@ -40,7 +40,7 @@ class Settings:
         "(librdkafka, an order of magnitude faster) or `kafka-python` (pure Python).")
     kafka_version: str = _var("KAFKA_VERSION", "4.3.1", "Apache Kafka version fetched from Maven Central.")
     kafka_heap: str = _var("KAFKA_HEAP", "1g", "Java heap of the local Kafka broker.")
-    topic_prefix: str = _var("TOPIC_PREFIX", "eventpipe", "Topics are PREFIX.events, PREFIX.joins, PREFIX.deadletter.")
+    topic_prefix: str = _var("TOPIC_PREFIX", "eventpipe", "Topics are PREFIX.events, PREFIX.joins, PREFIX.deadletter, PREFIX.components.")
     topic_partitions: int = _var("TOPIC_PARTITIONS", 6, "Partition count of the topics eventpipe creates.")
     # --- ClickHouse ----------------------------------------------------------------------------------------
     clickhouse_host: str = _var(
@@ -77,8 +77,8 @@ class Settings:
         "SESSION_LATE_HORIZON_S", 7 * 86_400, "Event-time seconds after a session's last event within which a "
         "late UPDATE/END still joins it once it has left memory (its START is never lost either way).")
     consumer_metrics_port: int = _var(
-        "CONSUMER_METRICS_PORT", 9101, "First /metrics port of the workers (events, sessions, joins, deadletters "
-        "take this +0..3 under `make run`; 0 picks a free port).")
+        "CONSUMER_METRICS_PORT", 9101, "First /metrics port of the workers (events, sessions, joins, deadletters, components "
+        "take this +0..4 under `make run`; 0 picks a free port).")
     consumer_session_timeout_ms: int = _var(
         "CONSUMER_SESSION_TIMEOUT_MS", 10_000, "Kafka group session timeout of the workers: how soon the "
         "partitions of a worker that died (kill -9) move to the others.")
@@ -129,8 +129,12 @@ class Settings:
         return f"{self.topic_prefix}.deadletter"
 
     @property
-    def topics(self) -> tuple[str, str, str]:
-        return (self.topic_events, self.topic_joins, self.topic_deadletter)
+    def topic_components(self) -> str:
+        return f"{self.topic_prefix}.components"
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return (self.topic_events, self.topic_joins, self.topic_deadletter, self.topic_components)
 
     @property
     def home_path(self) -> Path:

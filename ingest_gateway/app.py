@@ -19,6 +19,7 @@ from .publisher import Publisher
 from .resources.joins import ZidiumResource
 from .resources.ops import HealthResource, MetricsResource, OpenAPIResource, ReadyResource
 from .resources.v3 import EventsResource
+from .zidium.directory import ComponentDirectory
 
 
 class RequestMetrics:
@@ -45,14 +46,17 @@ class RequestMetrics:
 
 
 def create_app(settings: Settings, keystore: KeyStore, publisher: Publisher, metrics: Metrics | None = None,
-               event_types: frozenset[str] | None = None) -> falcon.App:
-    """The WSGI app. Reads the event-types file unless ``event_types`` is given (raises ValueError/OSError)."""
+               event_types: frozenset[str] | None = None, directory: ComponentDirectory | None = None) -> falcon.App:
+    """The WSGI app. Reads the event-types file unless ``event_types`` is given (raises ValueError/OSError).
+
+    ``directory`` answers GetComponentById/UpdateComponent for components other processes added (the server
+    passes the ClickHouse one); without it a process knows the components it answered for itself."""
     metrics = metrics or Metrics()
     event_types = event_types if event_types is not None else load_event_types(settings.event_types_file)
     app = falcon.App(middleware=[RequestMetrics(metrics)])
     app.req_options.strip_url_path_trailing_slash = True
     app.add_route("/v3/events", EventsResource(settings, keystore, publisher, metrics, event_types))
-    app.add_route("/api/{action}", ZidiumResource(settings, keystore, publisher, metrics))
+    app.add_route("/api/{action}", ZidiumResource(settings, keystore, publisher, metrics, directory))
     app.add_route("/healthz", HealthResource())
     app.add_route("/readyz", ReadyResource(publisher))
     app.add_route("/metrics", MetricsResource(metrics))

@@ -75,6 +75,34 @@ class UnknownAction(GatewayError):
     kind = "unknown_action"
 
 
+class ZidiumError(GatewayError):
+    """Invalid input that only the Zidium API knows, answered HTTP 200 with its own ``code`` (ResponseCode.cs)."""
+
+    kind = "zidium"
+    code = 1141
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class InvalidParameter(ZidiumError):
+    """A request field is present but unusable (Zidium ParameterError, 1141)."""
+
+    code = 1141
+
+
+class UnknownComponent(ZidiumError):
+    """No component with that id is known (Zidium UnknownComponentId, 1100)."""
+
+    code = 1100
+
+
+class FutureEvent(ZidiumError):
+    """An event dated too far after its arrival (Zidium FutureEvent, 1151); nothing is stored."""
+
+    code = 1151
+
+
 class Unavailable(GatewayError):
     """Transient: Kafka did not acknowledge in time (503 + Retry-After; v3 code 7, Zidium 1190). Retry is safe."""
 
@@ -94,6 +122,7 @@ V3_CODES: dict[str, tuple[int, int]] = {
     "too_large": (413, 4),
     "unsupported_media": (415, 5),
     "unknown_action": (404, 1),
+    "zidium": (400, 1),
     "unavailable": (503, 7),
 }
 ZIDIUM_CODES: dict[str, tuple[int, int]] = {
@@ -104,6 +133,7 @@ ZIDIUM_CODES: dict[str, tuple[int, int]] = {
     "too_large": (413, 101),
     "unsupported_media": (200, 101),
     "unknown_action": (200, 100),
+    "zidium": (200, 1141),  # the code itself comes from the ZidiumError
     "unavailable": (503, 1190),
 }
 
@@ -124,6 +154,8 @@ def render(req: falcon.Request, resp: falcon.Response, error: GatewayError) -> i
     api = getattr(req.context, "api", V3)
     if api == ZIDIUM:
         status, code = ZIDIUM_CODES[error.kind]
+        if isinstance(error, ZidiumError):
+            code = error.code
         body = zidium_body(code, error.message)
     else:
         status, code = V3_CODES[error.kind]

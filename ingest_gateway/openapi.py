@@ -28,6 +28,10 @@ def document(settings: Settings, event_types: frozenset[str]) -> dict[str, Any]:
     """The OpenAPI document for these settings (limits and the configured event types are filled in)."""
     guid = {"type": "string", "format": "uuid"}
     retry_after = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
+    action_param = {"name": "action", "in": "path", "required": True,
+                    "schema": {"type": "string", "example": "JoinEvents"}}
+    date = {"type": "string", "format": "date-time", "example": "2016-04-30T23:25:43.511Z"}
+    prop = {"type": "array", "items": {"$ref": "#/components/schemas/ExtentionProperty"}}
     batch_schema = {"type": "array", "minItems": 1, "maxItems": settings.max_events,
                     "items": {"$ref": "#/components/schemas/Event"}}
     return {
@@ -35,8 +39,9 @@ def document(settings: Settings, event_types: frozenset[str]) -> dict[str, Any]:
         "info": {
             "title": "eventpipe ingest gateway",
             "version": "3",
-            "description": "HTTP ingest of v3 events and Zidium-style join records into Kafka. A 200 (v3) or "
-                           "Code 10 (JoinEvents) means every accepted record is acknowledged by Kafka (acks=all).",
+            "description": "HTTP ingest of v3 events and Zidium-style join records, events and components into "
+                           "Kafka. A 200 (v3) or Code 10 (JoinEvents, SendEvent, components) means every accepted "
+                           "record is acknowledged by Kafka (acks=all).",
         },
         "servers": [{"url": f"http://{settings.http_host}:{settings.http_port}"}],
         "paths": {
@@ -84,22 +89,36 @@ def document(settings: Settings, event_types: frozenset[str]) -> dict[str, Any]:
             "/api/{action}": {
                 "post": {
                     "operationId": "zidiumAction",
-                    "summary": "Zidium-style API; the action JoinEvents (case-insensitive) extends joined events",
-                    "description": "Invalid records are ignored (and dead-lettered with the reason) while the "
-                                   "others are processed. Request-level outcomes are HTTP 200 with a Code: 10 "
-                                   "success, 100 unknown action, 101 empty or unparsable body, 1140 missing Token, "
-                                   "SecretKey or Data, 1002 invalid secret key. Kafka unavailable: HTTP 503, "
-                                   "Code 1190, Retry-After.",
-                    "parameters": [{"name": "action", "in": "path", "required": True,
-                                    "schema": {"type": "string", "example": "JoinEvents"}}],
-                    "requestBody": {"required": True, "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/JoinEventsRequest"}}}},
+                    "summary": "Zidium-style API: JoinEvents, SendEvent, GetRootComponent, GetOrAddComponent, "
+                               "GetComponentById, UpdateComponent, GetEcho, GetServerTime (case-insensitive)",
+                    "description": "JoinEvents: invalid records are ignored (and dead-lettered with the reason) "
+                                   "while the others are processed. SendEvent becomes a join record as Zidium's "
+                                   "server derives it (type from TypeSystemName, JoinKey and JoinIntervalSeconds "
+                                   "by Category); components get ids derived from (account, parent, system name). "
+                                   "Outcomes are HTTP 200 with a Code: 10 success (Data per action), 100 unknown "
+                                   "action, 101 empty or unparsable body, 1140 missing Token, SecretKey, Data or a "
+                                   "required Data field (named in ErrorMessage; also a ComponentId that is not a "
+                                   "GUID), 1141 an unusable field, 1100 unknown component, 1151 StartDate too far "
+                                   "ahead, 1002 invalid secret key. Kafka unavailable: HTTP 503, Code 1190, "
+                                   "Retry-After. Dates in answers are yyyy-MM-ddTHH:mm:ss.SSSZ (24 characters).",
+                    "parameters": [action_param],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+                        {"$ref": "#/components/schemas/JoinEventsRequest"},
+                        {"$ref": "#/components/schemas/ZidiumRequest"}]}}}},
                     "responses": {
-                        "200": _zidium("Code 10 success, or a request-level code (100, 101, 1002, 1140)"),
+                        "200": _zidium("Code 10 success, or a request-level code (100, 101, 1002, 1100, 1140, "
+                                       "1141, 1151)"),
                         "413": _zidium(f"Body over {settings.max_body_bytes} bytes or more than "
                                        f"{settings.max_events} records (Code 101)"),
-                        "503": {**_zidium("Kafka unavailable (Code 1190); retrying is safe"), "headers": retry_after},
+                        "503": {**_zidium("Kafka (or, for component look-ups, ClickHouse) unavailable (Code 1190); "
+                                          "retrying is safe"), "headers": retry_after},
                     },
+                },
+                "get": {
+                    "operationId": "zidiumServerTime",
+                    "summary": "GetServerTime only (as Zidium's server answers it to GET); other actions Code 100",
+                    "parameters": [action_param],
+                    "responses": {"200": _zidium('{"Code":10,"Data":{"Date":"2016-04-30T23:25:43.511Z"}}')},
                 },
             },
             "/healthz": {"get": {"operationId": "healthz", "summary": "The process is alive",
@@ -180,10 +199,85 @@ def document(settings: Settings, event_types: frozenset[str]) -> dict[str, Any]:
                         "Version": {"type": "string", "maxLength": VERSION_MAX},
                     },
                 },
-                "ZidiumResponse": {"type": "object", "required": ["Code"],
-                                   "properties": {"Code": {"type": "integer", "enum": [10, 100, 101, 1002, 1140, 1190]},
-                                                  "ErrorMessage": {"type": "string"},
-                                                  "Data": {"type": "string"}}},
+                "ZidiumRequest": {
+                    "type": "object", "required": ["Token"],
+                    "description": "Every action but JoinEvents: Data is the action's object (none for "
+                                   "GetRootComponent and GetServerTime).",
+                    "properties": {
+                        "Token": {"type": "object", "required": ["SecretKey"],
+                                  "properties": {"SecretKey": {"type": "string"},
+                                                 "Account": {"type": "string", "description": "Ignored: the "
+                                                             "account is the key's"}}},
+                        "Data": {"oneOf": [{"$ref": "#/components/schemas/SendEventData"},
+                                           {"$ref": "#/components/schemas/GetOrAddComponentData"},
+                                           {"$ref": "#/components/schemas/UpdateComponentData"},
+                                           {"type": "object", "title": "GetComponentById",
+                                            "required": ["ComponentId"], "properties": {"ComponentId": guid}},
+                                           {"type": "object", "title": "GetEcho",
+                                            "properties": {"Message": {"type": "string"}}}]},
+                    },
+                },
+                "SendEventData": {
+                    "type": "object", "required": ["ComponentId", "TypeSystemName"],
+                    "properties": {
+                        "ComponentId": guid,
+                        "TypeSystemName": {"type": "string", "maxLength": 255,
+                                           "description": "Default: TypeDisplayName; one of the two is required"},
+                        "TypeDisplayName": {"type": "string", "maxLength": 255},
+                        "TypeCode": {"type": "string", "maxLength": 20},
+                        "Category": {"type": "string", "enum": ["ComponentEvent", "ApplicationError"],
+                                     "default": "ComponentEvent"},
+                        "Message": {"type": "string", "maxLength": MESSAGE_MAX}, "StartDate": date,
+                        "Count": {"type": "integer", "default": 1},
+                        "Importance": {"type": "string", "enum": ["Success", "Warning", "Alarm", "Unknown"],
+                                       "description": "Default: Alarm for ApplicationError, else Unknown"},
+                        "JoinKey": {"type": "integer", "format": "int64",
+                                    "description": "Default: ApplicationError: Zidium's hash of TypeSystemName and "
+                                                   "the Stack property; else 0"},
+                        "JoinIntervalSeconds": {"type": "number", "minimum": 0,
+                                                "description": "Default: ApplicationError 86400, else 0"},
+                        "Version": {"type": "string", "maxLength": VERSION_MAX}, "Properties": prop,
+                    },
+                },
+                "GetOrAddComponentData": {
+                    "type": "object", "required": ["SystemName", "TypeId"],
+                    "properties": {"ParentComponentId": {**guid, "description": "Default: the root component"},
+                                   "SystemName": {"type": "string", "maxLength": 255},
+                                   "DisplayName": {"type": "string", "maxLength": 255}, "TypeId": guid,
+                                   "Version": {"type": "string"}, "Properties": prop},
+                },
+                "UpdateComponentData": {
+                    "type": "object", "required": ["Id"],
+                    "properties": {"Id": guid, "ParentId": guid, "SystemName": {"type": "string"},
+                                   "DisplayName": {"type": "string"}, "TypeId": guid, "Version": {"type": "string"},
+                                   "Properties": prop},
+                },
+                "ExtentionProperty": {"type": "object", "required": ["Name"],
+                                      "properties": {"Name": {"type": "string"}, "Value": {"type": "string"},
+                                                     "Type": {"type": "string", "example": "String"}}},
+                "Component": {
+                    "type": "object",
+                    "properties": {"Id": guid, "ParentId": {**guid, "nullable": True},
+                                   "Type": {"type": "object", "properties": {
+                                       "Id": guid, "SystemName": {"type": "string"},
+                                       "DisplayName": {"type": "string"}, "IsSystem": {"type": "boolean"}}},
+                                   "SystemName": {"type": "string"}, "DisplayName": {"type": "string"},
+                                   "CreatedDate": date, "Version": {"type": "string", "nullable": True},
+                                   "Properties": prop},
+                },
+                "ZidiumResponse": {
+                    "type": "object", "required": ["Code"],
+                    "properties": {
+                        "Code": {"type": "integer", "enum": [10, 100, 101, 1002, 1100, 1140, 1141, 1151, 1190]},
+                        "ErrorMessage": {"type": "string"},
+                        "Data": {"description": "JoinEvents: \"\"; components: a Component; SendEvent: "
+                                                "{EventId, EventTypeId}; GetEcho: the Message; GetServerTime: "
+                                                "{Date}",
+                                 "oneOf": [{"type": "string"}, {"$ref": "#/components/schemas/Component"},
+                                           {"type": "object", "properties": {"EventId": guid, "EventTypeId": guid}},
+                                           {"type": "object", "properties": {"Date": date}}]},
+                    },
+                },
             },
         },
     }

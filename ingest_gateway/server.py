@@ -24,16 +24,19 @@ _worker_publisher = None  # the Kafka publisher of this worker process, flushed 
 
 
 def build_app(settings: Settings, multiprocess_dir: str | None = None):
-    """The app with the real collaborators: key file, Kafka publisher. Blocks on file reads only."""
+    """The app with the real collaborators: key file, Kafka publisher, components read from ClickHouse (connected
+    on first use). Blocks on file reads only."""
     global _worker_publisher
     from .app import create_app
     from .keystore import KeyStore
     from .metrics import Metrics
     from .publisher import make_publisher
+    from .zidium.directory import ClickHouseDirectory
 
     publisher = make_publisher(settings)
     _worker_publisher = publisher
-    return create_app(settings, KeyStore(settings.keys_path), publisher, Metrics(multiprocess_dir))
+    return create_app(settings, KeyStore(settings.keys_path), publisher, Metrics(multiprocess_dir),
+                      directory=ClickHouseDirectory(settings))
 
 
 def _worker_exit(server: Any, worker: Any) -> None:

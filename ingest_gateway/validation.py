@@ -271,7 +271,8 @@ def casefold_keys(obj: dict[str, Any]) -> dict[str, Any]:
     return folded
 
 
-def _guid(value: Any) -> str | None:
+def parse_guid(value: Any) -> str | None:
+    """A GUID in any of .NET's usual spellings as a lower-case hyphenated string; None when it is not one."""
     if not isinstance(value, str) or len(value) > 64:
         return None
     try:
@@ -304,7 +305,7 @@ def validate_join_record(raw: Any, received_at_ms: int,
 
     event_id = None
     if rec.get("eventid") is not None:
-        event_id = _guid(rec["eventid"])
+        event_id = parse_guid(rec["eventid"])
         if event_id is None:
             return Rejection("EventId:guid", f"EventId {_short(rec['eventid'])} is not a GUID")
     ids = {}
@@ -312,7 +313,7 @@ def validate_join_record(raw: Any, received_at_ms: int,
         value = rec.get(name.lower())
         if value is None:
             return Rejection(f"{name}:required", f"{name} is required")
-        ids[name] = _guid(value)
+        ids[name] = parse_guid(value)
         if ids[name] is None:
             return Rejection(f"{name}:guid", f"{name} {_short(value)} is not a GUID")
 

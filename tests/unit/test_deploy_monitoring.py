@@ -21,7 +21,8 @@ def test_make_run_scrapes_the_gateway_and_the_four_workers_at_their_ports() -> N
                                   "EVENTPIPE_HTTP_HOST": "0.0.0.0"})
     assert prometheus.targets(settings) == {
         "gateway": ["127.0.0.1:18080"],  # a gateway on every address is scraped on loopback
-        "consumers": ["127.0.0.1:19101", "127.0.0.1:19102", "127.0.0.1:19103", "127.0.0.1:19104"]}
+        "consumers": ["127.0.0.1:19101", "127.0.0.1:19102", "127.0.0.1:19103", "127.0.0.1:19104",
+                      "127.0.0.1:19105"]}
 
 
 def test_the_written_config_loads_the_rules_and_listens_on_loopback_only(tmp_path: Path) -> None:

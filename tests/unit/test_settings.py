@@ -7,7 +7,7 @@ def test_defaults_are_the_local_stack() -> None:
     s = Settings.from_env({})
     assert s.kafka_bootstrap == "127.0.0.1:9092" and s.local_kafka
     assert s.clickhouse_host == "127.0.0.1" and s.local_clickhouse
-    assert s.topics == ("eventpipe.events", "eventpipe.joins", "eventpipe.deadletter")
+    assert s.topics == ("eventpipe.events", "eventpipe.joins", "eventpipe.deadletter", "eventpipe.components")
     assert s.topic_partitions == 6 and s.publish_timeout_s == 5.0
 
 

@@ -146,7 +146,7 @@ def normalise(worker: str, row: tuple) -> tuple:
     """Reference rows in the shape ``final_rows`` reads them back in."""
     if worker == "events":
         return row[:6] + (tuple(row[6]), tuple(row[7])) + row[8:11]
-    return tuple(row)
+    return tuple(tuple(v) if isinstance(v, list) else v for v in row)  # properties.* arrays
 
 
 FINAL_QUERIES = {
@@ -157,7 +157,9 @@ FINAL_QUERIES = {
                 "toUnixTimestamp(end_time), duration_s, update_count, row_version FROM sessions_final",
     "joins": "SELECT account_id, event_id, component_id, type_id, join_key, toString(importance), "
              "toUnixTimestamp(start_time), toUnixTimestamp(end_time), toUnixTimestamp(actual_time), start_time_ms, "
-             "end_time_ms, actual_time_ms, count, message, version, records, row_version FROM joined_events_final",
+             "end_time_ms, actual_time_ms, count, message, version, records, row_version, category, type_system_name, "
+             "type_display_name, type_code, properties.name, properties.value, properties.type "
+             "FROM joined_events_final",
 }
 
 

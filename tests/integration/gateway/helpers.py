@@ -4,12 +4,19 @@ reading topics back."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import falcon.testing
 
-from eventpipe.settings import Settings
+from eventpipe.settings import REPO_ROOT, Settings
 from ingest_gateway.app import create_app
 from ingest_gateway.keystore import KeyStore, create_key
 from ingest_gateway.publisher import Publisher, make_publisher
@@ -61,3 +68,57 @@ def make_gateway(settings: Settings, tmp_path: Path, **overrides) -> Gateway:
     publisher = make_publisher(settings)
     app = create_app(settings, KeyStore(settings.keys_path), publisher)
     return Gateway(settings, falcon.testing.TestClient(app), publisher, key, other)
+
+
+def env_of(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTPIPE_")}
+    for f in dataclasses.fields(Settings):
+        env[f.metadata["env"]] = str(getattr(settings, f.name))
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 15):
+    req = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def start_gateway(settings: Settings, env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    """``python -m ingest_gateway serve`` with ``env``, logging to tmp_path/gateway.log; returns once /healthz
+    answers, with its base URL (fails the test after 30 s)."""
+    import pytest
+
+    with open(tmp_path / "gateway.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "ingest_gateway", "serve"], env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, cwd=tmp_path)
+    url = f"http://127.0.0.1:{settings.http_port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if request(url + "/healthz", timeout=1)[0] == 200:
+                return process, url
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    pytest.fail("gateway did not start: " + (tmp_path / "gateway.log").read_text()[-2000:])
+
+
+def stop_gateway(process: subprocess.Popen) -> None:
+    """SIGTERM (the gateway drains), then SIGKILL after 30 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

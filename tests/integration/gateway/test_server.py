@@ -4,47 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from eventpipe.codec import EVENT
-from eventpipe.settings import REPO_ROOT, Settings
+from eventpipe.settings import Settings
 from tests.unit.gateway.helpers import event, seed_v3_form
 
-from .helpers import consume
-
-
-def env_of(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTPIPE_")}
-    for f in dataclasses.fields(Settings):
-        env[f.metadata["env"]] = str(getattr(settings, f.name))
-    env["PYTHONPATH"] = str(REPO_ROOT)
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def request(url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 15):
-    req = urllib.request.Request(url, data=data, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+from .helpers import consume, env_of, free_port, request, start_gateway, stop_gateway
 
 
 @dataclasses.dataclass
@@ -67,28 +41,9 @@ def served(topics_settings: Settings, tmp_path: Path) -> Iterator[Served]:
     env = env_of(settings)
     subprocess.run([sys.executable, "-m", "ingest_gateway", "keys", "ensure-demo", str(tmp_path / "demo_api_key")],
                    env=env, check=True, timeout=60)
-    log = open(tmp_path / "gateway.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "ingest_gateway", "serve"], env=env, stdout=log,
-                               stderr=subprocess.STDOUT, cwd=tmp_path)
-    url = f"http://127.0.0.1:{settings.http_port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if request(url + "/healthz", timeout=1)[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("gateway did not start: " + (tmp_path / "gateway.log").read_text()[-2000:])
+    process, url = start_gateway(settings, env, tmp_path)
     yield Served(settings, process, url, env)
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    log.close()
+    stop_gateway(process)
 
 
 def test_the_seed_over_real_http_with_the_demo_key(served: Served, tmp_path: Path) -> None:

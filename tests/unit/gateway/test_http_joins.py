@@ -104,9 +104,11 @@ def test_request_level_codes(client, publisher, body, code, http, words) -> None
     assert words.lower() in result.json.get("ErrorMessage", "").lower()
 
 
-def test_other_actions_answer_code_100(client) -> None:
-    result = post(client, request([]), "/api/SendEvent")
+@pytest.mark.parametrize("action", ["SendMetric", "SendLogs", "GetLogConfig", "GetOrCreateUnitTest", "GetEvents"])
+def test_other_actions_answer_code_100(client, publisher, action) -> None:
+    result = post(client, request([]), f"/api/{action}")
     assert result.status_code == 200 and result.json["Code"] == 100
+    assert publisher.messages == []
 
 
 def test_kafka_unavailable_is_503_code_1190(client, publisher) -> None:
