@@ -26,9 +26,11 @@ CONTROLLER_PORT = 9093
 
 JAVA_MIN = 17  # Kafka 4.x brokers need Java 17+
 # Debian's Java packages carry the version in their name and each release ships different ones (bookworm: 17,
-# trixie: 21); `apt.install` takes the first one apt has. default-jre-headless last: its version is checked after.
-JAVA_PACKAGES = ("openjdk-17-jre-headless", "openjdk-21-jre-headless", "openjdk-25-jre-headless",
-                 "default-jre-headless")
+# trixie: 21); `apt.install` takes the first one apt has. default-jdk-headless last: its version is checked after.
+# JDKs, not JREs: Kafka needs only a JRE, but `make test` compiles Java (Zidium's client, the Avro interop and the
+# partitioner checks), and a JDK is a superset.
+JAVA_PACKAGES = ("openjdk-17-jdk-headless", "openjdk-21-jdk-headless", "openjdk-25-jdk-headless",
+                 "default-jdk-headless")
 NOT_NEEDED = "or point EVENTPIPE_KAFKA_BOOTSTRAP at an existing Kafka."
 
 

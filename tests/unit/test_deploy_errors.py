@@ -45,7 +45,7 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeHost:
     monkeypatch.setattr(apt, "DEBIAN_MARKER", tmp_path / "debian_version")
     monkeypatch.setattr(apt.os, "geteuid", lambda: 0)
     monkeypatch.setenv("PATH", str(fake.bin))
-    fake.script("apt-cache", 'case "$2" in openjdk-17-jre-headless|maven|clickhouse-*|prometheus) '
+    fake.script("apt-cache", 'case "$2" in openjdk-17-jdk-headless|maven|clickhouse-*|prometheus) '
                              'echo "  Candidate: 1.0";; *) echo "  Candidate: (none)";; esac')
     # what the fake apt-get "installs": scripts made here, copied into the PATH by package name
     pool = FakeHost(tmp_path / "pool", tmp_path / "unused")
@@ -100,7 +100,7 @@ def test_a_failing_apt_get_shows_its_output(host: FakeHost) -> None:
 def test_missing_java_and_maven_are_installed_in_one_apt_run(host: FakeHost) -> None:
     kafka.ensure_java_and_maven(maven=True)
     assert host.apt_runs() == ["update -q",
-                               "install -y -q --no-install-recommends --no-upgrade openjdk-17-jre-headless maven"]
+                               "install -y -q --no-install-recommends --no-upgrade openjdk-17-jdk-headless maven"]
     assert kafka.java_major() == 17
 
 
@@ -118,18 +118,18 @@ def test_cached_kafka_jars_need_java_but_not_maven(host: FakeHost) -> None:
 
 
 def test_the_java_package_is_the_first_one_apt_has(host: FakeHost) -> None:
-    host.script("apt-cache", 'case "$2" in openjdk-21-jre-headless) echo "  Candidate: 21.0.5";; '
+    host.script("apt-cache", 'case "$2" in openjdk-21-jdk-headless) echo "  Candidate: 21.0.5";; '
                              '*) echo "  Candidate: (none)";; esac')
     host.script("mvn", "")
     with pytest.raises(DeployError, match="apt-get finished but `java` is still not on PATH"):
         kafka.ensure_java_and_maven(maven=True)  # the fake apt-get only knows how to make a java 17
-    assert host.apt_runs()[-1] == "install -y -q --no-install-recommends --no-upgrade openjdk-21-jre-headless"
+    assert host.apt_runs()[-1] == "install -y -q --no-install-recommends --no-upgrade openjdk-21-jdk-headless"
 
 
 def test_an_old_java_is_replaced(host: FakeHost) -> None:
     host.java(JAVA_11)
     kafka.ensure_java_and_maven(maven=False)
-    assert host.apt_runs()[-1].endswith("openjdk-17-jre-headless")
+    assert host.apt_runs()[-1].endswith("openjdk-17-jdk-headless")
     assert kafka.java_major() == 17
 
 
@@ -146,8 +146,8 @@ def test_without_root_an_old_java_is_named_with_the_command_to_run(host: FakeHos
     host.java('java version "1.8.0_392"')
     monkeypatch.setattr(apt.os, "geteuid", lambda: 1000)
     with pytest.raises(DeployError, match="Kafka needs Java 17\\+ and the `java` on PATH is Java 8; installing "
-                                          "openjdk-17-jre-headless needs root: run `sudo apt-get update && sudo "
-                                          "apt-get install openjdk-17-jre-headless`, or point EVENTPIPE_KAFKA_BOOTSTRAP"):
+                                          "openjdk-17-jdk-headless needs root: run `sudo apt-get update && sudo "
+                                          "apt-get install openjdk-17-jdk-headless`, or point EVENTPIPE_KAFKA_BOOTSTRAP"):
         kafka.ensure_java_and_maven(maven=False)
     assert host.apt_runs() == []
 
@@ -155,21 +155,21 @@ def test_without_root_an_old_java_is_named_with_the_command_to_run(host: FakeHos
 def test_without_root_missing_java_and_maven_are_both_named(host: FakeHost, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(apt.os, "geteuid", lambda: 1000)
     with pytest.raises(DeployError, match="`java` is not on PATH; fetching Kafka needs Maven and `mvn` is not on "
-                                          "PATH; .*sudo apt-get install openjdk-17-jre-headless maven`"):
+                                          "PATH; .*sudo apt-get install openjdk-17-jdk-headless maven`"):
         kafka.ensure_java_and_maven(maven=True)
 
 
 def test_a_failing_apt_get_for_java_shows_its_output(host: FakeHost) -> None:
     host.script("apt-get", '[ "$1" = update ] && exit 0; echo "E: Sub-process /usr/bin/dpkg returned an error" >&2; '
                            "exit 100")
-    with pytest.raises(DeployError, match="(?s)kafka: `apt-get install .*openjdk-17-jre-headless` failed \\(exit 100\\)"
+    with pytest.raises(DeployError, match="(?s)kafka: `apt-get install .*openjdk-17-jdk-headless` failed \\(exit 100\\)"
                                           ".*dpkg returned an error.*EVENTPIPE_KAFKA_BOOTSTRAP"):
         kafka.ensure_java_and_maven(maven=False)
 
 
 def test_apt_without_any_of_the_java_packages_says_which_it_looked_for(host: FakeHost) -> None:
     host.script("apt-cache", 'echo "  Candidate: (none)"')
-    with pytest.raises(DeployError, match="apt has none of openjdk-17-jre-headless, .*default-jre-headless"):
+    with pytest.raises(DeployError, match="apt has none of openjdk-17-jdk-headless, .*default-jdk-headless"):
         kafka.ensure_java_and_maven(maven=False)
 
 
