@@ -284,13 +284,15 @@ class Worker:
             try:
                 restored = self.store.load_state(self.group, self.processor.topic, p)
                 offset = restored.checkpoint.next_offset if restored.checkpoint else self.source.committed(p)
+                # librdkafka refuses a seek while a just-assigned partition's fetcher is still starting (after
+                # a broker restart, say): transient like the rest — the partition stays paused until it works
+                self.source.seek(p, offset)
             except Unavailable as exc:
                 metrics.FAILURES.labels(self.name, "restore").inc()
                 self.restore_retry_at = self.clock.time() + self.restore_backoff.next_delay()
                 log.warning("restoring state failed; retrying", extra={"partition": p, "error": str(exc)})
                 return
             self.processor.assign(p, restored)
-            self.source.seek(p, offset)
             self.positions[p] = offset or 0
             self.unrestored.discard(p)
             if not self.paused:

@@ -90,6 +90,31 @@ def test_a_session_whose_start_and_end_share_a_poll_needs_no_look_up() -> None:
     assert not [e for e in journal if e[0] == "lookup"] and len(sessions_final(store)) == 20
 
 
+def test_a_seek_the_client_refuses_for_now_is_retried_with_the_partition_paused() -> None:
+    from consumers.errors import Unavailable
+
+    worker, source, store, _, _ = make()
+    source.produce(0, event_bytes("START", SEED_START, event_id="s"))
+    run(worker)
+    refusals = [2]
+    real_seek = source.seek
+
+    def seek(partition: int, offset: int | None) -> None:
+        if refusals[0]:  # as librdkafka does right after a broker restart (Local: Erroneous state)
+            refusals[0] -= 1
+            raise Unavailable("seek of partition 0: Local: Erroneous state")
+        real_seek(partition, offset)
+
+    source.seek = seek
+    source.produce(0, event_bytes("END", SEED_END, event_id="e"))
+    source.rebalance([0])  # a new assignment: restore, then seek
+    run(worker, steps=1, advance_s=0.1)
+    assert 0 in worker.unrestored and 0 in source.paused and refusals[0] == 1  # refused: paused, retried later
+    run(worker, steps=10, advance_s=1.1)
+    assert not worker.unrestored and source.commits[0][0] == 2
+    assert sessions_final(store)[("acc", "APPSTART", "8nc92io9q")] == ("closed", SEED_START, SEED_END, 106, 0)
+
+
 def test_a_new_owner_restores_state_and_starts_at_the_checkpoint() -> None:
     worker, source, store, publisher, journal = make()
     source.produce(0, event_bytes("START", SEED_START, event_id="s"))
