@@ -246,8 +246,9 @@ def run_e2e(run: Run, workload: Workload) -> dict[str, Any]:
     top = e2e.pipeline_max(run.cfg, run.procs, run.settings("max", database=True), run.home / "gateway-max",
                            workload)
     run.procs.stop_all()
-    say(f"whole pipeline maximum: {top['events_per_s']:,.0f} events/s (gateway {top['gateway_events_per_s']:,.0f}, "
-        f"events sink {top['events_sink_per_s']:,.0f}, sessions worker {top['sessions_per_s']:,.0f})")
+    say(f"whole pipeline maximum: {top['events_per_s']:,.0f} events/s ({top['events']} events through every stage; "
+        f"gateway alone {top['gateway_events_per_s']:,.0f}, events sink {top['events_sink_per_s']:,.0f}, sessions "
+        f"worker {top['sessions_per_s']:,.0f})")
     result = e2e.run(run.cfg, run.procs, run.settings("e2e", database=True), run.home / "gateway-e2e", workload,
                      0.5 * top["events_per_s"])
     result["pipeline_max"] = top

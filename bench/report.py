@@ -90,9 +90,11 @@ def table(r: dict[str, Any]) -> str:
     if e:
         top = e.get("pipeline_max") or {}
         notes.append(f"End-to-end rate = half of the whole pipeline's maximum, {_n(top.get('events_per_s'))} "
-                     f"events/s (gateway, events sink and sessions worker running together, closed loop: gateway "
-                     f"{_n(top.get('gateway_events_per_s'))}, events sink {_n(top.get('events_sink_per_s'))}, "
-                     f"sessions {_n(top.get('sessions_per_s'))} events/s); {e['sessions_measured']} sessions "
+                     f"events/s: the gateway under closed-loop load with the events sink and the sessions worker "
+                     f"running beside it, events acknowledged ÷ time until the slower worker committed them all "
+                     f"(gateway alone {_n(top.get('gateway_events_per_s'))}, events sink "
+                     f"{_n(top.get('events_sink_per_s'))}, sessions {_n(top.get('sessions_per_s'))} events/s); "
+                     f"{e['sessions_measured']} sessions "
                      f"measured, {e['sessions_missing']} missing; latency resolution {e['poll_interval_s']} s "
                      f"(poll interval); HTTP p50/p99 during it {_n(e.get('http_p50_ms'), 1)} / "
                      f"{_n(e.get('http_p99_ms'), 1)} ms.")
