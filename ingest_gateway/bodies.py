@@ -24,6 +24,7 @@ MAX_FORM_FIELDS = 100
 CODINGS = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
 READ_CHUNK = 64 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
+INFLATE_STEP = 256 * 1024  # decompressed bytes per step: the most held besides the body itself
 
 
 def check_content_length(req: falcon.Request, resp: falcon.Response, resource: Any, params: dict) -> None:
@@ -93,7 +94,8 @@ def _decompressor(coding: str, head: bytes) -> Any:
 
 def inflate(chunks: Iterable[bytes], coding: str, limit: int) -> bytes:
     """Decompress ``chunks`` (``coding`` 'gzip' or 'deflate'), never holding more than ``limit`` + 1 decompressed
-    bytes: each step may only produce what is left below the limit. Concatenated gzip members are one body.
+    bytes: each step produces at most INFLATE_STEP bytes and never more than is left below the limit, so a
+    "zip bomb" costs the limit in memory, not its decompressed size. Concatenated gzip members are one body.
 
     Pure (but it drives ``chunks``). Raises TooLarge past the limit, BadRequest for data that is not valid."""
     out = bytearray()
@@ -109,7 +111,7 @@ def inflate(chunks: Iterable[bytes], coding: str, limit: int) -> bytes:
                         pending = data
                         break
                     decoder = _decompressor(coding, data)
-                out += decoder.decompress(data, limit + 1 - len(out))
+                out += decoder.decompress(data, min(INFLATE_STEP, limit + 1 - len(out)))
                 if len(out) > limit:
                     raise TooLarge(f"the body is over the limit of {limit} bytes once decompressed")
                 if decoder.eof:
@@ -117,7 +119,7 @@ def inflate(chunks: Iterable[bytes], coding: str, limit: int) -> bytes:
                     if data and coding == "deflate":
                         raise BadRequest("the deflate body has data after its end")
                 else:
-                    data = decoder.unconsumed_tail  # empty: the output limit was not reached
+                    data = decoder.unconsumed_tail  # what did not fit in this step
     except zlib.error as exc:  # invalid input
         raise BadRequest(f"the body cannot be decompressed ({coding}): {exc}") from None
     if pending or (decoder is not None and not decoder.eof):
