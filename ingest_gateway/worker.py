@@ -38,6 +38,7 @@ LINGER_BYTES = 1024 * 1024       # read at most this much of a closing connectio
 REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d{1,18})[ \t]*(?=\r\n)", re.IGNORECASE)
 _TRANSFER_ENCODING = re.compile(rb"\r\ntransfer-encoding[ \t]*:", re.IGNORECASE)
+_EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue[ \t]*\r\n", re.IGNORECASE)
 
 
 class DeadlineSocket(socket.socket):
@@ -64,6 +65,16 @@ def body_length(head: bytes) -> int | None:
         return None
     lengths = set(_CONTENT_LENGTH.findall(head))
     return int(lengths.pop()) if len(lengths) == 1 else None
+
+
+def body_to_preread(head: bytes) -> int:
+    """How much of the body the event loop waits for before a thread takes the request: all of a declared body
+    up to PREREAD_BODY_BYTES, else nothing — nor when the client waits for ``100 Continue`` (gunicorn sends it when
+    a thread takes the request) before sending its body. Pure."""
+    declared = body_length(head)
+    if declared is None or declared > PREREAD_BODY_BYTES or _EXPECT_CONTINUE.search(head):
+        return 0
+    return declared
 
 
 def read_deadline(started: float, declared_body: int | None, timeout_s: float, min_rate: int,
@@ -175,9 +186,9 @@ class GatewayWorker(ThreadWorker):
             end = conn.head.find(b"\r\n\r\n")
             if end < 0:
                 return len(conn.head) > MAX_HEAD_BYTES
-            declared = body_length(bytes(conn.head[:end + 2]))
-            conn.wanted = end + 4 + (declared if declared is not None and declared <= PREREAD_BODY_BYTES else 0)
-            self.arriving[conn] = read_deadline(conn.started, declared, self.read_timeout_s, self.min_rate,
+            head = bytes(conn.head[:end + 2])
+            conn.wanted = end + 4 + body_to_preread(head)
+            self.arriving[conn] = read_deadline(conn.started, body_length(head), self.read_timeout_s, self.min_rate,
                                                 self.unknown_body)
         return len(conn.head) >= conn.wanted
 

@@ -204,3 +204,18 @@ def test_slow_and_idle_clients_do_not_stop_the_others(edge_topics: Settings, tmp
         for sock in idle:
             sock.close()
         gen.close()
+
+
+def test_a_client_that_waits_for_100_continue_gets_it(edge: Edge) -> None:
+    """curl sends ``Expect: 100-continue`` and holds the body back until the 100 (or a second) comes."""
+    body = json.dumps([event()] * 20).encode()
+    head = (f"POST /v3/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Api-Key: {edge.key}\r\n"
+            f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", edge.settings.http_port), timeout=30) as sock:
+        sock.sendall(head)
+        assert sock.recv(1000) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        answer = b""
+        while not answer.endswith(b"}") and (piece := sock.recv(10000)):
+            answer += piece
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"APIVersion":3,"result":1}')

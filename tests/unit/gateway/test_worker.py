@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest_gateway.worker import body_length, close_when_asked, read_deadline
+from ingest_gateway.worker import PREREAD_BODY_BYTES, body_length, body_to_preread, close_when_asked, read_deadline
 
 
 @pytest.mark.parametrize("head, length", [
@@ -21,6 +21,18 @@ from ingest_gateway.worker import body_length, close_when_asked, read_deadline
 ])
 def test_body_length_of_a_head(head: bytes, length: int | None) -> None:
     assert body_length(head) == length
+
+
+@pytest.mark.parametrize("head, wanted", [
+    (b"POST / HTTP/1.1\r\nContent-Length: 31000\r\n", 31000),
+    (b"POST / HTTP/1.1\r\nContent-Length: %d\r\n" % PREREAD_BODY_BYTES, PREREAD_BODY_BYTES),
+    (b"POST / HTTP/1.1\r\nContent-Length: %d\r\n" % (PREREAD_BODY_BYTES + 1), 0),  # its thread reads it
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n", 0),
+    (b"POST / HTTP/1.1\r\nContent-Length: 2000\r\nExpect: 100-continue\r\n", 0),  # curl waits for 100 first
+    (b"POST / HTTP/1.1\r\nexpect:100-Continue\r\nContent-Length: 2000\r\n", 0),
+])
+def test_how_much_body_the_event_loop_waits_for(head: bytes, wanted: int) -> None:
+    assert body_to_preread(head) == wanted
 
 
 def test_the_deadline_grows_with_the_body_at_the_minimum_rate() -> None:
