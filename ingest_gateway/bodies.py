@@ -15,7 +15,7 @@ import falcon
 from falcon.media.multipart import MultipartFormHandler, MultipartParseError, MultipartParseOptions
 
 from . import jsontext
-from .errors import BadRequest, BodyNotReceived, TooLarge, UnsupportedMediaType
+from .errors import BadRequest, BodyNotReceived, TooLarge, UnsupportedEncoding, UnsupportedMediaType
 
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
@@ -38,14 +38,14 @@ def check_content_length(req: falcon.Request, resp: falcon.Response, resource: A
 def content_coding(req: falcon.Request) -> str:
     """The body's ``Content-Encoding``: ``''`` (none or identity), ``'gzip'`` or ``'deflate'``.
 
-    Raises UnsupportedMediaType (415) for any other coding, and for stacked codings (``gzip, gzip``)."""
+    Raises UnsupportedEncoding (415) for any other coding, and for stacked codings (``gzip, gzip``)."""
     raw = (req.get_header("Content-Encoding") or "").lower()
     codings = [c.strip() for c in raw.split(",") if c.strip() and c.strip() != "identity"]
     if not codings:
         return ""
     if len(codings) == 1 and codings[0] in CODINGS:
         return CODINGS[codings[0]]
-    raise UnsupportedMediaType(f"content encoding {raw.strip()[:64]!r} is not supported; send the body as it is, "
+    raise UnsupportedEncoding(f"content encoding {raw.strip()[:64]!r} is not supported; send the body as it is, "
                                "or with Content-Encoding: gzip or deflate")
 
 

@@ -69,6 +69,13 @@ class UnsupportedMediaType(GatewayError):
     kind = "unsupported_media"
 
 
+class UnsupportedEncoding(UnsupportedMediaType):
+    """Invalid input: a Content-Encoding other than gzip or deflate (415 on every route, SPEC §1.1; the Zidium
+    route too, where a content type it cannot read stays HTTP 200 with Code 101 as Zidium's clients expect)."""
+
+    kind = "unsupported_encoding"
+
+
 class BodyNotReceived(GatewayError):
     """Invalid input: the body did not arrive within the client's read deadline, or the connection broke (408)."""
 
@@ -127,6 +134,7 @@ V3_CODES: dict[str, tuple[int, int]] = {
     "invalid": (422, 3),
     "too_large": (413, 4),
     "unsupported_media": (415, 5),
+    "unsupported_encoding": (415, 5),
     "not_received": (408, 1),
     "unknown_action": (404, 1),
     "zidium": (400, 1),
@@ -138,7 +146,8 @@ ZIDIUM_CODES: dict[str, tuple[int, int]] = {
     "unauthorized": (200, 1002),
     "invalid": (200, 101),
     "too_large": (413, 101),
-    "unsupported_media": (415, 101),
+    "unsupported_media": (200, 101),
+    "unsupported_encoding": (415, 101),
     "not_received": (408, 101),
     "unknown_action": (200, 100),
     "zidium": (200, 1141),  # the code itself comes from the ZidiumError
@@ -178,7 +187,7 @@ def render(req: falcon.Request, resp: falcon.Response, error: GatewayError) -> i
 
 
 # Errors after which the rest of the request cannot be trusted to be read: the connection is closed after them.
-CLOSING_KINDS = frozenset({"too_large", "unsupported_media", "not_received"})
+CLOSING_KINDS = frozenset({"too_large", "unsupported_media", "unsupported_encoding", "not_received"})
 
 
 class GatewayErrorHandler:

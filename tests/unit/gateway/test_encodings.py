@@ -130,6 +130,13 @@ def test_other_encodings_are_415_with_the_routes_error_body(client, publisher, n
     assert publisher.messages == []
 
 
+def test_a_content_type_the_joins_route_cannot_read_stays_code_101_in_a_200(client, publisher) -> None:
+    # SPEC §1.2: request-level codes come in an HTTP 200, as Zidium's clients expect; only an encoding is a 415.
+    result = client.simulate_post("/api/JoinEvents", body=b"<xml/>", headers={"Content-Type": "text/xml"})
+    assert result.status_code == 200 and result.json["Code"] == 101
+    assert publisher.messages == []
+
+
 def test_413_when_the_decompressed_body_is_over_the_limit(gw_settings, keystore, publisher) -> None:
     small = dataclasses.replace(gw_settings, max_body_bytes=1000)
     client = falcon.testing.TestClient(create_app(small, keystore, publisher))
