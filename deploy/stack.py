@@ -7,6 +7,7 @@ address points elsewhere (EVENTPIPE_KAFKA_BOOTSTRAP / EVENTPIPE_CLICKHOUSE_HOST)
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -99,8 +100,9 @@ def app_services(settings: Settings) -> list[Service]:
 def demo_key(settings: Settings) -> str:
     """The demo account's API key, created once and kept in HOME/demo_api_key."""
     path = settings.home_path / "demo_api_key"
+    # the key store is the one of ``settings`` (the cluster's has its own home), not of this process's environment
     subprocess.run([sys.executable, "-m", "ingest_gateway", "keys", "ensure-demo", str(path)], check=True,
-                   stdout=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL, env={**os.environ, **settings.to_env()})
     return path.read_text().strip()
 
 
