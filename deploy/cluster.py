@@ -339,7 +339,7 @@ def run_tests(settings: Settings, pytest_args: list[str]) -> int:
 
     started = infra_up(settings)
     try:
-        return subprocess.call([sys.executable, "-m", "pytest", "tests/cluster", *pytest_args],
+        return subprocess.call([sys.executable, "-m", "pytest", "--cluster", "tests/cluster", *pytest_args],
                                cwd=Path(__file__).resolve().parent.parent)
     finally:
         stop_named(settings, started)
