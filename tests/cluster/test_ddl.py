@@ -59,6 +59,8 @@ def test_copies_of_one_event_meet_on_one_shard_and_final_keeps_one(cluster_setti
                 for i in ids]
         node_client(cluster_settings, node).execute(f"INSERT INTO events ({columns}) VALUES", rows,
                                                     settings={"insert_distributed_sync": 1})
+    for node in cluster.NODES:  # replication is asynchronous: let every replica fetch before reading any
+        node_client(cluster_settings, node).execute("SYSTEM SYNC REPLICA events_local")
     c = node_client(cluster_settings, cluster.NODES[1])
     assert c.execute("SELECT count(), uniqExact(event_id), min(row_version) FROM events_final") == [(200, 200, 2)]
     assert c.execute("SELECT count() FROM events") == [(400,)]
