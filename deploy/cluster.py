@@ -219,7 +219,7 @@ def _write_node_config(settings: Settings, node: Node) -> Path:
                                    who="deploy/cluster.py")
 
 
-def _http_answers(port: int) -> bool:
+def http_answers(port: int) -> bool:
     import urllib.error
     import urllib.request
 
@@ -236,7 +236,7 @@ def node_service(settings: Settings, node: Node) -> Service:
     return Service(
         name=node.name, argv=[clickhouse.server_binary() or "clickhouse-server", f"--config-file={config}"],
         run_dir=home(settings) / "run", log_file=root / "log" / "stdout.log", marker=str(config),
-        ready=lambda: _http_answers(node.http_port), ready_timeout_s=90.0,
+        ready=lambda: http_answers(node.http_port), ready_timeout_s=90.0,
         ports=(node.tcp_port, node.http_port, node.interserver_port), cwd=root,
         what_to_do=f"free ports {node.tcp_port}, {node.http_port} and {node.interserver_port}")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from consumers.__main__ import METRICS_PORT_OFFSET
 from eventpipe.settings import Settings
 
-from . import clickhouse, kafka, procs, prometheus
+from . import clickhouse, cluster, kafka, procs, prometheus
 from .migrate import migrate
 from .procs import DeployError, Service, say
 from .topics import ensure_topics
@@ -188,8 +188,12 @@ def status(settings: Settings) -> int:
     row, prometheus_ok = _prometheus_status(settings)
     rows.append(row)
     ok &= prometheus_ok
+    # the local cluster's rows, when it was ever set up here (`make cluster-up`); informational: the single-node
+    # stack's health decides the exit code
+    rows += cluster.status_rows(settings)
+    width = max(22, *(len(row[0]) for row in rows))
     for row in rows:
-        print(f"{row[0]:<22} {row[1]:<9} pid {row[2]:<8} {row[3]}")
+        print(f"{row[0]:<{width}} {row[1]:<9} pid {row[2]:<8} {row[3]}")
     return 0 if ok else 1
 
 
