@@ -179,7 +179,8 @@ def broker_count(bootstrap: str) -> int:
 
 
 def wait_for_brokers(settings: Settings, want: int, timeout_s: float = 120.0) -> float:
-    """Block until ``want`` brokers are registered; returns the seconds waited. Raises DeployError on timeout."""
+    """Block until ``want`` brokers of the cluster ``settings`` (``cluster_settings``) name are registered;
+    returns the seconds waited. Raises DeployError on timeout."""
     t0 = time.monotonic()
     while (count := broker_count(settings.kafka_bootstrap)) < want:
         if time.monotonic() - t0 > timeout_s:

@@ -42,18 +42,22 @@ def restored_through(settings: Settings, node: cluster.Node, consistent: bool = 
 def test_a_state_write_counts_only_once_both_replicas_of_its_shard_hold_it(cluster_settings: Settings) -> None:
     s = cluster_settings
     store = ClickHouseStore(s)
-    store.state_write_settings = {**store.state_write_settings, "insert_quorum_timeout": 3000}  # fail fast here
     write(store, b"v1", 1)
     holders = [n for n in cluster.NODES
                if client(node_settings(s, n), s.clickhouse_database).execute(
                    "SELECT count() FROM consumer_state_local")[0][0] > 0]
     assert len(holders) == 2 and holders[0].shard == holders[1].shard, holders  # quorum: both replicas, one shard
-    lagging = holders[1]
+    # the writes below go through the other replica of the shard (a Distributed insert prefers the local replica):
+    # a write landing on the lagging replica itself would be fetched by the healthy one, and both would hold it
+    writer, lagging = holders
+    store.close()
+    store = ClickHouseStore(node_settings(s, writer))
+    store.state_write_settings = {**store.state_write_settings, "insert_quorum_timeout": 3000}  # fail fast here
     lagging_client = client(node_settings(s, lagging), s.clickhouse_database)
     lagging_client.execute("SYSTEM STOP FETCHES consumer_state_local")
     try:
         # the hazard: replication alone — the write succeeds, a restore through the lagging replica is stale
-        plain = ClickHouseStore(s)
+        plain = ClickHouseStore(node_settings(s, writer))
         plain.state_write_settings = dict(DISTRIBUTED_WRITE)
         write(plain, b"v2", 2)
         assert restored_through(s, lagging, consistent=False) == (b"v1",)
@@ -72,3 +76,4 @@ def test_a_state_write_counts_only_once_both_replicas_of_its_shard_hold_it(clust
             time.sleep(0.5)
     for node in holders:
         assert restored_through(s, node) == (b"v3",), node
+    assert restored_through(s, cluster.NODES[0] if writer.shard != 1 else cluster.NODES[3]) == (b"v3",)  # other shard's node
