@@ -272,11 +272,8 @@ def infra_up(settings: Settings) -> list[str]:
     zookeeper.write_config(home(settings) / "zookeeper", ZOOKEEPER_PORT)
     for node in NODES:
         _write_node_config(settings, node)
-    started: list[str] = []
+    started = [svc.name for svc in procs.start_all(infra_services(settings))]
     try:
-        for svc in infra_services(settings):
-            if procs.start(svc):
-                started.append(svc.name)
         wait_for_brokers(cs, len(BROKER_IDS))
         ensure_topics(cs)
         migrate(cs)
@@ -301,15 +298,7 @@ def up(settings: Settings) -> None:
     infra_up(settings)
     cs = cluster_settings(settings)
     key = stack.demo_key(cs)
-    started: list[Service] = []
-    try:
-        for svc in app_services(settings):
-            if procs.start(svc):
-                started.append(svc)
-    except BaseException:
-        for svc in reversed(started):
-            procs.stop(svc)
-        raise
+    procs.start_all(app_services(settings))
     say(f"cluster: up after {time.monotonic() - t0:.1f}s. Send the seed batch:")
     print(stack.seed_curl(cs, key), flush=True)
     say(f"then query: clickhouse-client --port {NODES[0].tcp_port} -d {cs.clickhouse_database} "

@@ -116,15 +116,7 @@ def up(settings: Settings) -> None:
     """``make run``: infrastructure, demo key, gateway and the four workers. Raises DeployError."""
     infra_up(settings)
     key = demo_key(settings)
-    started: list[Service] = []
-    try:
-        for svc in app_services(settings):
-            if procs.start(svc):
-                started.append(svc)
-    except BaseException:
-        for svc in reversed(started):
-            procs.stop(svc)
-        raise
+    procs.start_all(app_services(settings))
     monitoring_up(settings)
     say("eventpipe is up. Send the seed batch:")
     print(seed_curl(settings, key), flush=True)

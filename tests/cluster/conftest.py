@@ -5,13 +5,13 @@ CLUSTER through ``deploy/`` and dropped afterwards."""
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from typing import Iterator
 
 import pytest
 
 from deploy import cluster, procs
 from eventpipe.settings import Settings
+from tests.conftest import _isolated
 
 
 def node_settings(settings: Settings, node: cluster.Node) -> Settings:
@@ -29,19 +29,6 @@ def cluster_base() -> Settings:
         pytest.fail(f"the local cluster is not running ({', '.join(down)} down): run `make test-cluster`, which "
                     "starts it, or `make cluster-up` first")
     return cluster.cluster_settings(base)
-
-
-def _isolated(base: Settings) -> Iterator[Settings]:
-    from deploy.migrate import drop_database, migrate
-    from deploy.topics import delete_topics, ensure_topics
-
-    run = "epcl_" + uuid.uuid4().hex[:10]
-    settings = dataclasses.replace(base, topic_prefix=run, clickhouse_database=run)
-    ensure_topics(settings)
-    migrate(settings)
-    yield settings
-    delete_topics(settings, list(settings.topics))
-    drop_database(settings)
 
 
 @pytest.fixture(scope="module")

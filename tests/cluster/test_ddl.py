@@ -100,3 +100,27 @@ def test_replication_factor_above_broker_count_stops_before_any_topic(cluster_ba
 def test_min_insync_above_replication_factor_is_refused() -> None:
     with pytest.raises(SettingsError, match="EVENTPIPE_TOPIC_MIN_INSYNC_REPLICAS=3"):
         Settings(topic_replication_factor=2, topic_min_insync_replicas=3)
+
+
+def test_cluster_tables_and_views_have_the_single_node_columns(cluster_settings: Settings) -> None:
+    """The cluster DDL restates the single-node tables (with 006's columns folded in): the single-node migrations,
+    applied to a scratch database on one node, must give the same columns, in the same order, as the cluster's."""
+    node = node_settings(cluster_settings, cluster.NODES[0])
+    scratch = dataclasses.replace(node, clickhouse_cluster="", clickhouse_database="epcl_" + uuid.uuid4().hex[:10])
+    migrate(scratch)
+    try:
+        c = client(node)
+
+        def columns(database: str, table: str) -> list[tuple[str, str]]:
+            return c.execute("SELECT name, type FROM system.columns WHERE database = %(d)s AND table = %(t)s "
+                             "ORDER BY position", {"d": database, "t": table})
+
+        for table in TABLES:
+            single = columns(scratch.clickhouse_database, table)
+            assert single, table
+            assert columns(cluster_settings.clickhouse_database, f"{table}_local") == single, table
+            assert columns(cluster_settings.clickhouse_database, table) == single, table
+        for view in VIEWS:
+            assert columns(cluster_settings.clickhouse_database, view) == columns(scratch.clickhouse_database, view)
+    finally:
+        client(node).execute(f"DROP DATABASE IF EXISTS `{scratch.clickhouse_database}`")

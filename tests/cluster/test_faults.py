@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -118,6 +119,17 @@ def replica_caught_up(settings: Settings, node: cluster.Node) -> bool:
     return rows[0][0] > 0 and rows[0][1] == 0
 
 
+def paused_writes(log_dir: Path) -> dict[str, object]:
+    """Per worker: how many write attempts failed (and were retried) during the run, with the server error codes
+    seen — where the outage was felt."""
+    out: dict[str, object] = {}
+    for path in sorted(log_dir.glob("*-*.log")):
+        lines = [line for line in path.read_text().splitlines() if "write failed" in line]
+        codes = sorted(set(re.findall(r"Code: (\d+)", "\n".join(lines))))
+        out[f"{path.stem.rsplit('-', 1)[0]}_failed_writes"] = f"{len(lines)} (codes {', '.join(codes) or '-'})"
+    return out
+
+
 def test_kill_a_broker_and_a_replica_under_load(cluster_settings: Settings, tmp_path: Path) -> None:
     base = Settings.from_env()
     t_test = time.monotonic()
@@ -127,7 +139,7 @@ def test_kill_a_broker_and_a_replica_under_load(cluster_settings: Settings, tmp_
     pool = Workers(s, tmp_path)
     gateway = None
     load = None
-    figures: dict[str, float | int] = {}
+    figures: dict[str, object] = {}
     try:
         for worker in ("events", "sessions", "joins"):
             pool.start(worker)
@@ -175,6 +187,7 @@ def test_kill_a_broker_and_a_replica_under_load(cluster_settings: Settings, tmp_
         assert {r[3] for r in expected["sessions"]} >= {"closed"}
         figures["sessions"] = len(expected["sessions"])
         figures["joined_events"] = len(expected["joins"])
+        figures.update(paused_writes(tmp_path))
     finally:
         if load is not None:
             load.stopping.set()
