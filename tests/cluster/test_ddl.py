@@ -112,8 +112,7 @@ def test_cluster_tables_and_views_have_the_single_node_columns(cluster_settings:
         c = client(node)
 
         def columns(database: str, table: str) -> list[tuple[str, str]]:
-            return c.execute("SELECT name, type FROM system.columns WHERE database = %(d)s AND table = %(t)s "
-                             "ORDER BY position", {"d": database, "t": table})
+            return [(row[0], row[1]) for row in c.execute(f"DESCRIBE TABLE `{database}`.`{table}`")]
 
         for table in TABLES:
             single = columns(scratch.clickhouse_database, table)

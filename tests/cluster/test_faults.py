@@ -200,3 +200,49 @@ def test_kill_a_broker_and_a_replica_under_load(cluster_settings: Settings, tmp_
     figures["test_s"] = round(time.monotonic() - t_test, 1)
     (cluster.home(base) / "fault-test.json").write_text(json.dumps(figures, indent=1) + "\n")
     print(f"\nfault test figures: {figures}")
+
+
+def test_a_whole_shard_away_pauses_its_writes_and_they_resume(cluster_settings: Settings, tmp_path: Path) -> None:
+    """Both replicas of shard 2 killed: the gateway keeps answering 200 (Kafka is fine), the events worker's
+    writes fail and are retried — nothing committed — and when the shard is back every accepted event is in
+    events_final exactly once."""
+    base = Settings.from_env()
+    shard = [n for n in cluster.NODES if n.shard == 2]
+    s = dataclasses.replace(cluster_settings, home=str(tmp_path), keys_file=str(tmp_path / "keys.json"),
+                            http_port=GATEWAY_PORT)
+    key, _ = create_key(s.keys_path, "acme")
+    pool = Workers(s, tmp_path)
+    gateway = None
+    load = None
+    try:
+        pool.start("events")
+        gateway, url = start_gateway(s, env_of(s), tmp_path)
+        load = Load(url, key, s)
+        load.start()
+        time.sleep(4)
+        for node in shard:
+            kill9(cluster.node_service(base, node))
+        time.sleep(12)  # a paused worker, the gateway still answering
+        assert load.refused == 0
+        for node in shard:
+            procs.start(cluster.node_service(base, node))
+        time.sleep(4)
+        load.stopping.set()
+        load.join(60)
+        assert load.refused == 0  # 503 is for Kafka only
+        c = client(s, s.clickhouse_database)
+        wait_until(lambda: c.execute("SELECT count() FROM events_final")[0][0] == len(load.accepted), 180,
+                   "every accepted event in events_final", pool)
+        counts = {(session, action): n for session, action, n in c.execute(
+            "SELECT session, toString(action), count() FROM events_final GROUP BY session, action")}
+        assert [k for k in load.accepted if counts.get(k) != 1] == []
+        assert "write failed" in (tmp_path / "events-0.log").read_text()  # the outage was felt, and retried
+    finally:
+        if load is not None:
+            load.stopping.set()
+        if gateway is not None:
+            stop_gateway(gateway)
+        pool.stop_all()
+        for node in shard:
+            if procs.running_pid(cluster.node_service(base, node)) is None:
+                procs.start(cluster.node_service(base, node))
