@@ -284,10 +284,23 @@ def infra_up(settings: Settings) -> list[str]:
     return started
 
 
-def stop_named(settings: Settings, names: list[str]) -> None:
+def stop_named(settings: Settings, names: list[str]) -> list[str]:
+    """Stop the named services, newest first; returns the names of those that were running. The brokers stop
+    together: one stopping alone waits for a controlled shutdown that its stopped peers can no longer confirm."""
+    from concurrent.futures import ThreadPoolExecutor
+
     by_name = {svc.name: svc for svc in infra_services(settings) + app_services(settings)}
+    stopped = []
+    brokers = [by_name[n] for n in names if n.startswith("kafka-")]
     for name in reversed(names):
-        procs.stop(by_name[name])
+        if name.startswith("kafka-"):
+            if brokers:
+                with ThreadPoolExecutor(len(brokers)) as pool:
+                    stopped += [svc.name for svc, done in zip(brokers, pool.map(procs.stop, brokers)) if done]
+                brokers = []
+        elif procs.stop(by_name[name]):
+            stopped.append(name)
+    return stopped
 
 
 def up(settings: Settings) -> None:
@@ -307,7 +320,7 @@ def up(settings: Settings) -> None:
 
 def down(settings: Settings) -> None:
     """``make cluster-down``: stop every process of the cluster (by pid file), apps first."""
-    stopped = [svc.name for svc in reversed(infra_services(settings) + app_services(settings)) if procs.stop(svc)]
+    stopped = stop_named(settings, [svc.name for svc in infra_services(settings) + app_services(settings)])
     say(f"cluster: stopped {', '.join(stopped)}" if stopped else "cluster: nothing of it was running")
 
 

@@ -86,7 +86,7 @@ def libs(settings: Settings) -> Path:
     target = cache_dir(settings) / "libs"
     if not (target / ".complete").exists():
         ensure_java_and_maven(maven=True)
-    return maven.fetch_jars("kafka", f"Apache Kafka {settings.kafka_version}", FILES / "kafka-pom.xml",
+    return maven.fetch_jars("kafka", f"Kafka {settings.kafka_version}", FILES / "kafka-pom.xml",
                             {"kafka.version": settings.kafka_version}, target, "kafka_2.13-",
                             "that EVENTPIPE_KAFKA_VERSION names a release, " + NOT_NEEDED)
 

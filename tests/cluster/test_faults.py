@@ -5,6 +5,7 @@ the single-node product's own oracle). The timings go to .local/cluster/fault-te
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -15,6 +16,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
+from typing import Iterator
 
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
@@ -130,36 +132,56 @@ def paused_writes(log_dir: Path) -> dict[str, object]:
     return out
 
 
-def test_kill_a_broker_and_a_replica_under_load(cluster_settings: Settings, tmp_path: Path) -> None:
-    base = Settings.from_env()
-    t_test = time.monotonic()
+@contextlib.contextmanager
+def pipeline(cluster_settings: Settings, tmp_path: Path, workers: tuple[str, ...],
+             killed: list[procs.Service]) -> Iterator[tuple[Settings, Workers, Load]]:
+    """Workers, a gateway on the cluster and the load running; on the way out everything stopped, and every
+    service in ``killed`` (the test appends what it kills) running again, so the next test finds the cluster whole
+    even when this one failed."""
     s = dataclasses.replace(cluster_settings, home=str(tmp_path), keys_file=str(tmp_path / "keys.json"),
                             http_port=GATEWAY_PORT)
     key, _ = create_key(s.keys_path, "acme")
     pool = Workers(s, tmp_path)
     gateway = None
     load = None
-    figures: dict[str, object] = {}
     try:
-        for worker in ("events", "sessions", "joins"):
+        for worker in workers:
             pool.start(worker)
         gateway, url = start_gateway(s, env_of(s), tmp_path)
         load = Load(url, key, s)
         load.start()
+        yield s, pool, load
+    finally:
+        if load is not None:
+            load.stopping.set()
+        if gateway is not None:
+            stop_gateway(gateway)
+        pool.stop_all()
+        for svc in killed:
+            if procs.running_pid(svc) is None:
+                procs.start(svc)
+
+
+def test_kill_a_broker_and_a_replica_under_load(cluster_settings: Settings, tmp_path: Path) -> None:
+    base = Settings.from_env()
+    t_test = time.monotonic()
+    figures: dict[str, object] = {}
+    killed = [cluster.broker_service(base, KILLED_BROKER), cluster.node_service(base, KILLED_NODE)]
+    with pipeline(cluster_settings, tmp_path, ("events", "sessions", "joins"), killed) as (s, pool, load):
         time.sleep(8)
 
-        kill9(cluster.broker_service(base, KILLED_BROKER))
+        kill9(killed[0])
         time.sleep(5)
-        kill9(cluster.node_service(base, KILLED_NODE))
+        kill9(killed[1])
         time.sleep(12)  # longer than ZooKeeper's session timeout: the replica's session has expired, as after a crash
 
         t0 = time.monotonic()
-        procs.start(cluster.broker_service(base, KILLED_BROKER))
+        procs.start(killed[0])
         wait_until(lambda: isr_complete(s), 180, "the restarted broker back in every ISR", pool)
         figures["broker_back_in_isr_s"] = round(time.monotonic() - t0, 1)
 
         t0 = time.monotonic()
-        procs.start(cluster.node_service(base, KILLED_NODE))
+        procs.start(killed[1])
         wait_until(lambda: replica_caught_up(s, KILLED_NODE), 180, "the restarted replica caught up", pool)
         figures["replica_caught_up_s"] = round(time.monotonic() - t0, 1)
 
@@ -188,15 +210,6 @@ def test_kill_a_broker_and_a_replica_under_load(cluster_settings: Settings, tmp_
         figures["sessions"] = len(expected["sessions"])
         figures["joined_events"] = len(expected["joins"])
         figures.update(paused_writes(tmp_path))
-    finally:
-        if load is not None:
-            load.stopping.set()
-        if gateway is not None:
-            stop_gateway(gateway)
-        pool.stop_all()
-        for svc in (cluster.broker_service(base, KILLED_BROKER), cluster.node_service(base, KILLED_NODE)):
-            if procs.running_pid(svc) is None:
-                procs.start(svc)  # leave the cluster whole for the next test even when this one failed
     figures["test_s"] = round(time.monotonic() - t_test, 1)
     (cluster.home(base) / "fault-test.json").write_text(json.dumps(figures, indent=1) + "\n")
     print(f"\nfault test figures: {figures}")
@@ -208,24 +221,15 @@ def test_a_whole_shard_away_pauses_its_writes_and_they_resume(cluster_settings: 
     events_final exactly once."""
     base = Settings.from_env()
     shard = [n for n in cluster.NODES if n.shard == 2]
-    s = dataclasses.replace(cluster_settings, home=str(tmp_path), keys_file=str(tmp_path / "keys.json"),
-                            http_port=GATEWAY_PORT)
-    key, _ = create_key(s.keys_path, "acme")
-    pool = Workers(s, tmp_path)
-    gateway = None
-    load = None
-    try:
-        pool.start("events")
-        gateway, url = start_gateway(s, env_of(s), tmp_path)
-        load = Load(url, key, s)
-        load.start()
+    killed = [cluster.node_service(base, node) for node in shard]
+    with pipeline(cluster_settings, tmp_path, ("events",), killed) as (s, pool, load):
         time.sleep(4)
-        for node in shard:
-            kill9(cluster.node_service(base, node))
+        for svc in killed:
+            kill9(svc)
         time.sleep(12)  # a paused worker, the gateway still answering
         assert load.refused == 0
-        for node in shard:
-            procs.start(cluster.node_service(base, node))
+        for svc in killed:
+            procs.start(svc)
         time.sleep(4)
         load.stopping.set()
         load.join(60)
@@ -237,12 +241,3 @@ def test_a_whole_shard_away_pauses_its_writes_and_they_resume(cluster_settings: 
             "SELECT session, toString(action), count() FROM events_final GROUP BY session, action")}
         assert [k for k in load.accepted if counts.get(k) != 1] == []
         assert "write failed" in (tmp_path / "events-0.log").read_text()  # the outage was felt, and retried
-    finally:
-        if load is not None:
-            load.stopping.set()
-        if gateway is not None:
-            stop_gateway(gateway)
-        pool.stop_all()
-        for node in shard:
-            if procs.running_pid(cluster.node_service(base, node)) is None:
-                procs.start(cluster.node_service(base, node))
