@@ -35,3 +35,9 @@ def cluster_base() -> Settings:
 def cluster_settings(cluster_base: Settings) -> Iterator[Settings]:
     """Settings for this module: its own replicated topics and its own database on every node."""
     yield from _isolated(cluster_base)
+
+
+@pytest.fixture
+def fresh_cluster_settings(cluster_base: Settings) -> Iterator[Settings]:
+    """Like ``cluster_settings`` but for one test: tests that count what landed need tables of their own."""
+    yield from _isolated(cluster_base)

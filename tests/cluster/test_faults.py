@@ -162,12 +162,12 @@ def pipeline(cluster_settings: Settings, tmp_path: Path, workers: tuple[str, ...
                 procs.start(svc)
 
 
-def test_kill_a_broker_and_a_replica_under_load(cluster_settings: Settings, tmp_path: Path) -> None:
+def test_kill_a_broker_and_a_replica_under_load(fresh_cluster_settings: Settings, tmp_path: Path) -> None:
     base = Settings.from_env()
     t_test = time.monotonic()
     figures: dict[str, object] = {}
     killed = [cluster.broker_service(base, KILLED_BROKER), cluster.node_service(base, KILLED_NODE)]
-    with pipeline(cluster_settings, tmp_path, ("events", "sessions", "joins"), killed) as (s, pool, load):
+    with pipeline(fresh_cluster_settings, tmp_path, ("events", "sessions", "joins"), killed) as (s, pool, load):
         time.sleep(8)
 
         kill9(killed[0])
@@ -215,14 +215,15 @@ def test_kill_a_broker_and_a_replica_under_load(cluster_settings: Settings, tmp_
     print(f"\nfault test figures: {figures}")
 
 
-def test_a_whole_shard_away_pauses_its_writes_and_they_resume(cluster_settings: Settings, tmp_path: Path) -> None:
+def test_a_whole_shard_away_pauses_its_writes_and_they_resume(fresh_cluster_settings: Settings,
+                                                              tmp_path: Path) -> None:
     """Both replicas of shard 2 killed: the gateway keeps answering 200 (Kafka is fine), the events worker's
     writes fail and are retried — nothing committed — and when the shard is back every accepted event is in
     events_final exactly once."""
     base = Settings.from_env()
     shard = [n for n in cluster.NODES if n.shard == 2]
     killed = [cluster.node_service(base, node) for node in shard]
-    with pipeline(cluster_settings, tmp_path, ("events",), killed) as (s, pool, load):
+    with pipeline(fresh_cluster_settings, tmp_path, ("events",), killed) as (s, pool, load):
         time.sleep(4)
         for svc in killed:
             kill9(svc)
