@@ -35,6 +35,14 @@ TRANSIENT_CODES = {
     242,  # TABLE_IS_READ_ONLY
     252,  # TOO_MANY_PARTS
     425,  # SYSTEM_ERROR
+    # on a cluster: a replica or a whole shard away, ZooKeeper away, a quorum not (yet) reached
+    225,  # NO_ZOOKEEPER
+    279,  # ALL_CONNECTION_TRIES_FAILED (every replica of a shard down)
+    285,  # TOO_FEW_LIVE_REPLICAS (insert_quorum larger than the live replicas)
+    286,  # UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE (18.16 runs one quorum insert per table at a time)
+    289,  # REPLICA_IS_NOT_IN_QUORUM (a sequentially consistent read on a replica still behind)
+    319,  # UNKNOWN_STATUS_OF_INSERT (the quorum was not reached in time: the retry rewrites the same rows)
+    999,  # KEEPER_EXCEPTION
 }
 
 
@@ -44,13 +52,37 @@ TRANSPORT_ERRORS = (NetworkError, SocketTimeoutError, UnexpectedPacketFromServer
                     PartiallyConsumedQueryError, OSError, EOFError)
 
 
+# On a cluster every insert goes through a Distributed table with insert_distributed_sync: the INSERT returns only
+# once each shard's block is stored on a replica of that shard (an asynchronous Distributed insert would return
+# with the rows queued on the local disk of whichever node received them, so "committed after the write" would
+# lie). Letting ClickHouse route the rows, rather than computing the shard here and writing the local tables,
+# keeps one definition of the sharding key — the DDL's — and its failover among a shard's replicas.
+DISTRIBUTED_WRITE = {"insert_distributed_sync": 1}
+# consumer_state on a cluster: a write counts once it is on `quorum` replicas of its shard, and a restore reads
+# with select_sequential_consistency, which fails (REPLICA_IS_NOT_IN_QUORUM, retried) on a replica that lacks a
+# quorum write instead of returning an older state. The timeout bounds a write to a lagging replica; the retry
+# writes the same rows (same versions), so a late success of the first attempt changes nothing.
+QUORUM_TIMEOUT_MS = 20_000
+CONSISTENT_READ = {"select_sequential_consistency": 1}
+
+
+def client_for(settings: Settings) -> Client:
+    """A client of EVENTPIPE_CLICKHOUSE_HOST, failing over to EVENTPIPE_CLICKHOUSE_ALT_HOSTS in turn."""
+    extra = {"alt_hosts": settings.clickhouse_alt_hosts} if settings.clickhouse_alt_hosts else {}
+    return Client(host=settings.clickhouse_host, port=settings.clickhouse_port,
+                  user=settings.clickhouse_user, password=settings.clickhouse_password,
+                  database=settings.clickhouse_database, connect_timeout=3,
+                  send_receive_timeout=60, sync_request_timeout=5, **extra)
+
+
 class ClickHouseStore:
     def __init__(self, settings: Settings) -> None:
         self.database = settings.clickhouse_database
-        self.client = Client(host=settings.clickhouse_host, port=settings.clickhouse_port,
-                             user=settings.clickhouse_user, password=settings.clickhouse_password,
-                             database=settings.clickhouse_database, connect_timeout=3,
-                             send_receive_timeout=60, sync_request_timeout=5)
+        self.client = client_for(settings)
+        self.write_settings = DISTRIBUTED_WRITE if settings.clustered else {}
+        self.state_write_settings = {**DISTRIBUTED_WRITE, "insert_quorum": settings.clickhouse_state_quorum,
+                                     "insert_quorum_timeout": QUORUM_TIMEOUT_MS} if settings.clustered else {}
+        self.state_read_settings = CONSISTENT_READ if settings.clustered else {}
 
     def _execute(self, query: str, params: object = None, **kwargs: object) -> list:
         try:
@@ -64,13 +96,17 @@ class ClickHouseStore:
             detail = " ".join(str(exc).split("Stack trace")[0].split())[:300]
             raise Unavailable(f"{type(exc).__name__}: {detail}") from None
 
-    def insert(self, table: str, columns: Sequence[str], rows: list[tuple], one_block: bool = False) -> float:
+    def insert(self, table: str, columns: Sequence[str], rows: list[tuple], one_block: bool = False,
+               extra: dict | None = None) -> float:
         """Insert rows in one INSERT (``one_block``: also in one block, so a table without a partition key gets
-        all of them in one part or none); returns seconds taken. Blocks; raises Unavailable."""
+        all of them in one part or none — on a cluster: one part per shard); returns seconds taken. ``extra``:
+        more query settings. Blocks; raises Unavailable."""
         started = time.monotonic()
         names = ", ".join(f"`{c}`" for c in columns)
-        settings = {"insert_block_size": max(1, len(rows))} if one_block else None
-        self._execute(f"INSERT INTO {table} ({names}) VALUES", rows, types_check=False, settings=settings)
+        settings = {**self.write_settings, **(extra or {})}
+        if one_block:
+            settings["insert_block_size"] = max(1, len(rows))
+        self._execute(f"INSERT INTO {table} ({names}) VALUES", rows, types_check=False, settings=settings or None)
         return time.monotonic() - started
 
     def write_state(self, group: str, topic: str, changes: Iterable[tuple[int, str, bytes, bool, int]],
@@ -81,7 +117,7 @@ class ClickHouseStore:
         rows = [(group, topic, p, key, state, version, 1 if deleted else 0)
                 for p, key, state, deleted, version in changes]
         rows += [(group, topic, p, CHECKPOINT_KEY, raw, versions[p], 0) for p, raw in checkpoints.items()]
-        return self.insert("consumer_state", STATE_COLUMNS, rows, one_block=True)
+        return self.insert("consumer_state", STATE_COLUMNS, rows, one_block=True, extra=self.state_write_settings)
 
     def load_state(self, group: str, topic: str, partition: int) -> Restored:
         """The latest row per key of one partition. Blocks; raises Unavailable."""
@@ -89,7 +125,7 @@ class ClickHouseStore:
             "SELECT key, argMax(state, version), argMax(deleted, version) FROM consumer_state "
             "WHERE consumer_group = %(g)s AND topic = %(t)s AND partition = %(p)s "
             "GROUP BY key HAVING argMax(deleted, version) = 0",
-            {"g": group, "t": topic, "p": partition}, settings={"strings_as_bytes": True})
+            {"g": group, "t": topic, "p": partition}, settings={"strings_as_bytes": True, **self.state_read_settings})
         return restored_from_rows(rows)
 
     def load_tombstones(self, group: str, topic: str, lookups: dict[int, list[str]]) -> dict[int, list[bytes]]:
@@ -102,7 +138,8 @@ class ClickHouseStore:
                 "SELECT argMax(state, version) AS s FROM consumer_state "
                 "WHERE consumer_group = %(g)s AND topic = %(t)s AND partition = %(p)s AND key IN %(keys)s "
                 "GROUP BY key HAVING argMax(deleted, version) = 1 AND s != ''",
-                {"g": group, "t": topic, "p": partition, "keys": tuple(keys)}, settings={"strings_as_bytes": True})
+                {"g": group, "t": topic, "p": partition, "keys": tuple(keys)},
+                settings={"strings_as_bytes": True, **self.state_read_settings})
             found[partition] = [row[0] for row in rows]
         return found
 

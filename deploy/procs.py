@@ -204,6 +204,21 @@ def start(service: Service) -> bool:
     return True
 
 
+def start_all(services: Sequence[Service]) -> list[Service]:
+    """Start each service in order (``start``); returns those started now. If one fails, stops the ones started
+    here, newest first, and re-raises."""
+    started: list[Service] = []
+    try:
+        for service in services:
+            if start(service):
+                started.append(service)
+    except BaseException:
+        for service in reversed(started):
+            stop(service)
+        raise
+    return started
+
+
 def _wait_ready(service: Service, pid: int | None, proc: subprocess.Popen | None = None) -> None:
     t0 = time.monotonic()
     next_note = t0 + 10
