@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run stop status test unit bench lock clean help
+.PHONY: run stop status test unit bench soak lock clean help
 
 help:
 	@echo "make run     set up and start Kafka, ClickHouse, the gateway, the consumers and Prometheus"
@@ -12,6 +12,7 @@ help:
 	@echo "make test    run the whole test suite against real Kafka and ClickHouse"
 	@echo "make unit    run only the unit tests (no servers)"
 	@echo "make bench   run the benchmark and print its table"
+	@echo "make soak    send 100 000 mixed valid, invalid and hostile requests through the pipeline and report"
 
 .venv/.installed: requirements.lock pyproject.toml deploy/bootstrap-venv.sh
 	@deploy/bootstrap-venv.sh
@@ -33,6 +34,9 @@ unit: .venv/.installed
 
 bench: .venv/.installed
 	@$(PY) -m bench
+
+soak: .venv/.installed
+	@$(PY) -m bench --only soak --output bench/results/soak.json
 
 # Re-pin every dependency (run after editing pyproject.toml; commit the result).
 lock:
