@@ -19,8 +19,10 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import os
 import random
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -265,7 +267,7 @@ class Client:
     def send(self, req: Request) -> str:
         if req.cut:
             return self.cut_upload(req)
-        for attempt in (0, 1):
+        while True:
             fresh = self.conn is None
             if self.conn is None:
                 self.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
@@ -273,14 +275,14 @@ class Client:
                 self.conn.request("POST", req.path, body=req.body, headers=req.headers)
                 response = self.conn.getresponse()
                 payload = response.read()
-                if response.will_close:
-                    self.close()
-                return answer_label(response.status, payload, req.path)
             except (OSError, http.client.HTTPException) as exc:  # the gateway closed or reset the connection
                 self.close()
-                if fresh or attempt:  # not a stale keep-alive connection: this request's own answer
+                if fresh:  # not a keep-alive connection gone stale meanwhile: this request's own answer
                     return f"no answer ({type(exc).__name__})"
-        raise AssertionError("unreachable")
+                continue  # once more on a fresh connection
+            if response.will_close:
+                self.close()
+            return answer_label(response.status, payload, req.path)
 
     def cut_upload(self, req: Request) -> str:
         """Declare the whole body, send half of it, close the write side: the gateway must not wait forever."""
@@ -322,7 +324,7 @@ def slow_client(host: str, port: int, dribble: bool, stop: threading.Event) -> t
                     sock.sendall(head[sent:sent + 1])
                     sent += 1
                 data = sock.recv(4096)
-            except socket.timeout:
+            except socket.timeout:  # nothing from the gateway yet: keep holding
                 continue
             except OSError:  # reset by the gateway: it bounded this client
                 return "dropped by the gateway", time.monotonic() - t0
@@ -494,9 +496,6 @@ def exactly_once(ch: Any, accepted: set[str], maybe: set[str], dead: Callable[[]
 
 def create_key(settings: Settings, account: str) -> str:
     """A key for ``account`` in the gateway's key file (before the gateway starts, which reads it)."""
-    import os
-    import subprocess
-
     out = subprocess.run(python_module("ingest_gateway", "keys", "create", "--account", account),
                          capture_output=True, text=True, env={**os.environ, **app_env(settings)}, timeout=60)
     if out.returncode != 0:
