@@ -82,6 +82,8 @@ def table(r: dict[str, Any]) -> str:
                      _n(k["server_errors_not_503"]), "", "", "", "0"))
         rows.append(("soak: answers outside what the SPEC allows their kind", _n(sum(
             sum(v.values()) for v in k["unexpected"].values())), "", "", "", "0"))
+        rows.append((f"soak: slow clients the gateway left open {k['slow_give_up_s']:.0f} s (of {k['slow_clients_held']} held)",
+                     _n(k["slow_clients_unbounded"]), "", "", "", "0"))
         rows.append(("soak: worker restarts (gateway workers replaced + consumer workers exited)",
                      _n(k["worker_restarts"]), "", "", "", "0"))
         rows.append(("soak: gateway RSS before / after (MB)",

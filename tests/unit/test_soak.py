@@ -89,11 +89,14 @@ def test_the_table_shows_the_soak_goals_and_its_answers() -> None:
 
     k = {"requests": 300, "load_s": 2.0, "requests_per_s": 150.0, "statuses": {"200": 250, "413": 50},
          "unexpected": {"v3 gzip bomb": {"400": 3}}, "server_errors_not_503": 0, "worker_restarts": 1,
-         "slow_clients": {"idle: closed by the gateway": {"count": 2, "max_held_s": 5.0}},
+         "slow_clients": {"idle: closed by the gateway": {"count": 2, "max_held_s": 5.0},
+                          "dribble: still open after 30 s": {"count": 1, "max_held_s": 30.0}},
+         "slow_clients_held": 3, "slow_clients_unbounded": 1, "slow_give_up_s": 30.0,
          "gateway_rss_before_mb": 100.0, "gateway_rss_after_mb": 110.0, "accepted_events": 900,
          "exactly_once": False, "events_final": 899, "missing": 1, "duplicated": 0, "not_accepted_but_present": 0,
          "maybe_events": 0, "raw_event_rows": 899, "mutated_accepted_events": 0, "mutated_duplicated": 0}
     out = table({"config": {"load_processes": 2, "scale": 0.003, "seed": 1}, "soak": k})
+    assert "| soak: slow clients the gateway left open 30 s (of 3 held) | 1 |" in out
     assert "| soak: worker restarts (gateway workers replaced + consumer workers exited) | 1 |" in out
     assert "| soak: accepted events in events_final exactly once (900 events) | NO |" in out
     assert "v3 gzip bomb: 400 × 3" in out and "200 × 250, 413 × 50" in out and "1 missing" in out
