@@ -59,6 +59,15 @@ class Settings:
     publish_timeout_s: float = _var("PUBLISH_TIMEOUT_S", 5.0, "Longest wait for Kafka to acknowledge a batch (then 503).")
     max_body_bytes: int = _var("MAX_BODY_BYTES", 10 * 1024 * 1024, "Largest request body accepted (then 413).")
     max_events: int = _var("MAX_EVENTS", 10_000, "Most events (or join records) in one request (then 413).")
+    http_read_timeout_s: float = _var(
+        "HTTP_READ_TIMEOUT_S", 10.0, "Longest time a client may take to send a request's head, and longest pause "
+        "while it sends the body; then 408 and the connection is closed.")
+    http_min_upload_bytes_per_s: int = _var(
+        "HTTP_MIN_UPLOAD_BYTES_PER_S", 32_768, "Slowest upload served: a body must arrive within "
+        "HTTP_READ_TIMEOUT_S plus its size at this rate.")
+    http_discard_bytes: int = _var(
+        "HTTP_DISCARD_BYTES", 64 * 1024 * 1024, "An oversized (413) body up to this size is read and discarded so "
+        "that clients which send the whole body before reading see the 413; a larger one is cut off unread.")
     max_entities: int = _var("MAX_ENTITIES", 1_000, "Most entities in one event.")
     max_string_chars: int = _var("MAX_STRING_CHARS", 65_536, "Longest entity key or JSON text of an entity value.")
     max_json_depth: int = _var("MAX_JSON_DEPTH", 32, "Deepest nesting of an entity value.")
