@@ -12,11 +12,6 @@ from pathlib import Path
 from bench.soak import KINDS
 from eventpipe.settings import REPO_ROOT, Settings
 
-# Kinds whose answers the gateway of main does not give yet: gzip/deflate bodies, unknown encodings (415) and
-# oversized bodies a client writes whole before reading (413) come with issue 10 §1 (the `edge` branch). Empty
-# this set when that lands: from then on every kind must get the answers the SPEC gives it.
-AWAITING_EDGE = {k.name for k in KINDS if any(w in k.name for w in ("gzip", "deflate", "encoding", "oversized"))}
-
 
 def test_soak_at_a_tiny_scale(infra: Settings, tmp_path: Path) -> None:
     output = tmp_path / "soak.json"
@@ -33,7 +28,7 @@ def test_soak_at_a_tiny_scale(infra: Settings, tmp_path: Path) -> None:
     assert soak["server_errors_not_503"] == 0
     assert soak["worker_restarts"] == 0 and soak["consumer_workers_exited"] == []
     assert soak["accepted_events"] > 0 and soak["exactly_once"], soak
-    assert set(soak["unexpected"]) <= AWAITING_EDGE, soak["unexpected"]
+    assert soak["unexpected"] == {}, soak["unexpected"]  # every kind got an answer the SPEC allows it
     assert soak["gateway_rss_after_mb"] > 0 and soak["slow_clients"]
     assert "soak: accepted events in events_final exactly once" in done.stdout
     from deploy.migrate import client
