@@ -180,8 +180,8 @@ def _read_event_v1(frame: bytes) -> tuple[int, dict[str, Any]]:
         session, pos = None, pos + 1
     else:
         raise _Malformed(f"session: union branch byte {branch}")
-    entities = []
-    append = entities.append
+    strings: list[str] = []
+    append = strings.append
     while True:
         count = frame[pos]
         if count < 0x80 and not count & 1:
@@ -194,22 +194,17 @@ def _read_event_v1(frame: bytes) -> tuple[int, dict[str, Any]]:
         if count < 0:  # a block that states its size in bytes too
             count = -count
             _, pos = _varint(frame, pos)
-        for _ in range(count):
+        for _ in range(2 * count):  # each entity's key, then its value
             b = frame[pos]
             end = pos + 1 + (b >> 1)
             if b < 0x80 and not b & 1 and end <= size:
-                key = frame[pos + 1:end].decode("utf-8")
+                append(frame[pos + 1:end].decode("utf-8"))
                 pos = end
             else:
-                key, pos = _string(frame, pos)
-            b = frame[pos]
-            end = pos + 1 + (b >> 1)
-            if b < 0x80 and not b & 1 and end <= size:
-                value = frame[pos + 1:end].decode("utf-8")
-                pos = end
-            else:
-                value, pos = _string(frame, pos)
-            append({"key": key, "value": value})
+                text, pos = _string(frame, pos)
+                append(text)
+    pairs = iter(strings)
+    entities = [{"key": key, "value": value} for key, value in zip(pairs, pairs)]
     received_at, pos = _varint(frame, pos)
     source = frame[pos]
     if source not in (0, 2):
