@@ -25,6 +25,9 @@ public final class ZidiumClientRun {
 
         IllegalStateException error = new IllegalStateException("card declined");
         child.addError("Payment failed", error);
+        // Two identical events dated in the same millisecond are one event to eventpipe (a retry is counted once):
+        // keep the two errors a few milliseconds apart so that they are two occurrences that join.
+        sleep(5);
         child.addError("Payment failed", error);
 
         ZidiumEvent custom = new ZidiumEvent();
@@ -48,5 +51,13 @@ public final class ZidiumClientRun {
             System.out.println("lastFailed=" + request + ":" + failed.Response.Code + ":" + failed.Response.ErrorMessage);
         }
         System.exit(0); // the client's log and event threads never end by themselves
+    }
+
+    private static void sleep(long millis) {
+        try {
+            Thread.sleep(millis);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
     }
 }
