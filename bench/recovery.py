@@ -31,6 +31,7 @@ from .sinks import committed, prefill
 PROBES = 60           # records produced after the kill: the restarted worker must commit them
 BASE_TS = 1_763_900_000
 ACCOUNT = "bench-recovery"
+TYPE_ID = "00000000-0000-4000-8000-00000000beef"
 
 
 def session_frames(n: int, first: int = 0) -> Iterator[tuple[bytes, bytes]]:
@@ -41,7 +42,7 @@ def session_frames(n: int, first: int = 0) -> Iterator[tuple[bytes, bytes]]:
         session = f"s{i:011d}"
         yield (f"{ACCOUNT}|{session}|APPSTART".encode(), EVENT.encode({
             "account_id": ACCOUNT, "event_id": f"{i:032x}", "action": "START", "type": "APPSTART",
-            "timestamp": BASE_TS + i // 50, "session": session, "entities": [], "received_at": BASE_TS * 1000,
+            "timestamp": BASE_TS + i // 50, "session": session, "entities": [], "received_at": (BASE_TS + i // 50) * 1000,
             "source": "kafka"}))
 
 
@@ -51,10 +52,10 @@ def join_frames(n: int, first: int = 0) -> Iterator[tuple[bytes, bytes]]:
     from eventpipe.codec import JOIN_RECORD
 
     for i in range(first, first + n):
-        component = f"component-{i % 64:02d}"
-        yield (json.dumps([ACCOUNT, component, "type-1"], separators=(",", ":")).encode(), JOIN_RECORD.encode({
+        component = f"00000000-0000-4000-8000-{i % 64:012x}"
+        yield (json.dumps([ACCOUNT, component, TYPE_ID], separators=(",", ":")).encode(), JOIN_RECORD.encode({
             "account_id": ACCOUNT, "record_id": f"{i:032x}", "event_id": None, "component_id": component,
-            "type_id": "type-1", "join_key": i, "start_date": BASE_TS * 1000 + i, "join_interval": 600.0,
+            "type_id": TYPE_ID, "join_key": i, "start_date": BASE_TS * 1000 + i, "join_interval": 600.0,
             "importance": "Alarm", "count": 1, "message": "m", "version": None, "received_at": BASE_TS * 1000,
             "source": "kafka"}))
 
@@ -62,8 +63,8 @@ def join_frames(n: int, first: int = 0) -> Iterator[tuple[bytes, bytes]]:
 FRAMES = {"sessions": session_frames, "joins": join_frames}
 
 
-def _log_times(log: Path, since: int, message: str) -> list[float]:
-    """Wall-clock times of the log lines with ``msg == message`` written after byte ``since`` of ``log``."""
+def _log_lines(log: Path, since: int, message: str) -> list[tuple[float, dict]]:
+    """``(wall-clock time, entry)`` of the log lines with ``msg == message`` written after byte ``since``."""
     out = []
     with open(log, "rb") as f:
         f.seek(since)
@@ -73,8 +74,8 @@ def _log_times(log: Path, since: int, message: str) -> list[float]:
             except ValueError:  # a line that is not ours (a library printing to stderr)
                 continue
             if entry.get("msg") == message:
-                out.append(datetime.strptime(entry["ts"], "%Y-%m-%dT%H:%M:%S.%fZ")
-                           .replace(tzinfo=timezone.utc).timestamp())
+                out.append((datetime.strptime(entry["ts"], "%Y-%m-%dT%H:%M:%S.%fZ")
+                            .replace(tzinfo=timezone.utc).timestamp(), entry))
     return out
 
 
@@ -128,16 +129,19 @@ def measure(procs: Processes, settings: Settings, worker: str, n: int, timeout_s
         consuming = _wait_committed(admin, group, n + PROBES, again, timeout_s, peak2)
         if consuming is None:
             raise BenchError(f"{worker}: the restarted worker did not commit the probes in {timeout_s:.0f} s")
-        assigned = _log_times(again.log, since, "partitions assigned")
-        restored = _log_times(again.log, since, "partition restored")
+        assigned = [t for t, _ in _log_lines(again.log, since, "partitions assigned")]
+        restored = _log_lines(again.log, since, "partition restored")
         procs.stop(again)
     finally:
         admin.close()
+    keys = sum(entry.get("keys", 0) for _, entry in restored)
+    if worker == "sessions" and keys != n or worker == "joins" and keys < n:  # a joined event may hold chunks too
+        raise BenchError(f"{worker}: the restarted worker restored {keys} keys, not the {n} it was given")
     result = {
         "open_keys": n, "caught_up_s": caught_up_s, "peak_rss_mb": peak[0] / 1024, "rss_mb": rss_kb / 1024,
         "restart_peak_rss_mb": peak2[0] / 1024,
         "assignment_s": (assigned[-1] - restarted) if assigned else None,
-        "restore_s": (max(restored) - assigned[-1]) if assigned and restored else None,
+        "restore_s": (max(t for t, _ in restored) - assigned[-1]) if assigned and restored else None,
         "consuming_s": consuming - restarted, "phase_s": time.monotonic() - t0}
     say(f"recovery/{worker}: back consuming {result['consuming_s']:.1f} s after the restart (assignment "
         f"{result['assignment_s'] or 0:.1f} s, restore {result['restore_s'] or 0:.1f} s), restarted peak RSS "

@@ -8,7 +8,9 @@ environment (``eventpipe/settings.py``); the flags below override it for this pr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import socket
 import sys
 
 from eventpipe.settings import Settings, SettingsError
@@ -36,6 +38,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def resolve_instance_id(settings: Settings, asked_port: int, bound_port: int) -> str:
+    """``auto`` → ``HOST:PORT`` when the /metrics port was set and we got it: a port is bound by one live process
+    at a time (so two instances on a host never share an id and fence each other), and the same instance restarted
+    gets the same port back (a killed process's listening socket is gone at once). A free port picked by chance
+    (0, or the asked one was busy) would differ at the next start: dynamic membership then."""
+    value = settings.consumer_instance_id
+    if value != "auto":
+        return value
+    return f"{socket.gethostname()}:{bound_port}" if asked_port and asked_port == bound_port else "off"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     overrides = {k: v for k, v in (("batch_rows", args.batch_rows), ("batch_seconds", args.batch_seconds))
@@ -55,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     port = settings.consumer_metrics_port if args.metrics_port is None else args.metrics_port
     bound = metrics.serve(port, args.metrics_host)
     log.info("metrics listening", extra={"port": bound, "url": f"http://{args.metrics_host}:{bound}/metrics"})
+    settings = dataclasses.replace(settings, consumer_instance_id=resolve_instance_id(settings, port, bound))
+    log.info("group membership", extra={"instance_id": settings.consumer_instance_id})
     processor = WORKERS[args.worker](settings)
     try:
         worker = Worker(settings, processor, ClickHouseStore(settings), dead_letters(settings))

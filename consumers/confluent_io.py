@@ -18,8 +18,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from eventpipe.codec import DEAD_LETTER
 from eventpipe.settings import Settings
 
-from .errors import LostPartitions, Unavailable
-from .kafka_io import reachable
+from .errors import Fenced, LostPartitions, Unavailable
+from .kafka_io import instance_id, reachable
 from .processors import Message
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,10 @@ class ConfluentSource:
         self.topic = topic
         if not reachable(settings.kafka_bootstrap):
             raise Unavailable(f"Kafka at {settings.kafka_bootstrap} does not accept connections")
+        static = instance_id(settings)
         self.consumer = Consumer({
             "bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "client.id": group,
+            **({"group.instance.id": static} if static else {}),
             "enable.auto.commit": False, "auto.offset.reset": "earliest", "enable.partition.eof": False,
             "partition.assignment.strategy": "range",
             "session.timeout.ms": settings.consumer_session_timeout_ms,
@@ -74,12 +76,16 @@ class ConfluentSource:
         """Records of unpaused partitions, in offset order per partition. Blocks up to ``timeout_s``."""
         try:
             records = self.consumer.consume(num_messages=max_records, timeout=timeout_s)
-        except KafkaException as exc:  # transient: librdkafka reconnects by itself
+        except KafkaException as exc:  # transient (librdkafka reconnects by itself), unless fatal: fenced
+            if exc.args[0].fatal():
+                raise Fenced(f"poll: {exc}") from None
             raise Unavailable(f"poll: {exc}") from None
         out = []
         for r in records:
             error = r.error()
             if error is not None:  # a report about the fetch, not a record: the others of this poll are kept
+                if error.fatal():  # librdkafka reports fencing (FENCED_INSTANCE_ID) here: the consumer is dead
+                    raise Fenced(f"poll: {error.str()}")
                 log.warning("Kafka fetch: %s", error.str())
                 continue
             out.append(Message(topic=r.topic(), partition=r.partition(), offset=r.offset(),
