@@ -279,8 +279,10 @@ class Worker:
         metrics.OPEN_KEYS.labels(self.name).set(self.processor.open_keys())
 
     def restore(self) -> None:
-        """Rebuild the machines of newly assigned partitions from ClickHouse and seek to their checkpoints."""
-        for p in sorted(self.unrestored):
+        """Rebuild the machine of one newly assigned partition from ClickHouse and seek to its checkpoint. One
+        per step: the partitions restored so far are consumed in between (with 1 M keys a partition takes about
+        a second), instead of all of them waiting for the last one."""
+        for p in sorted(self.unrestored)[:1]:
             try:
                 restored = self.store.load_state(self.group, self.processor.topic, p)
                 offset = restored.checkpoint.next_offset if restored.checkpoint else self.source.committed(p)
