@@ -65,7 +65,7 @@ from hashlib import blake2b
 from typing import Generic, TypeVar
 
 __all__ = ["Change", "RecallRequired", "SessionConfig", "SessionEvent", "SessionPairer", "SessionRow",
-           "state_key"]
+           "state_key", "tombstone_needed"]
 
 START, UPDATE, END = "START", "UPDATE", "END"
 OPEN, CLOSED, TIMED_OUT, ORPHAN = "open", "closed", "timed_out", "orphan"
@@ -416,6 +416,18 @@ def _apply(value: bytes, event: SessionEvent, offset: int) -> bytes | None:
     if not changed:
         return None
     return _HDR.pack(offset, start, end, first, last, due, flags) + digests
+
+
+def tombstone_needed(tombstone: bytes, watermark: int, config: SessionConfig) -> bool:
+    """Whether an evicted key's tombstone (``Change.tombstone``) must still be kept at ``watermark`` — what
+    compacting ``consumer_state`` asks. A late UPDATE/END joins it only if it lies within ``late_horizon_s`` of the
+    key's last event, and any event ``retention_s`` below the watermark is dropped before a look-up: past
+    ``last + late_horizon_s + retention_s`` no event can join it any more. (One that lies beyond the horizon was
+    ignored because of the tombstone; once it is gone, such an event starts a new key, like a session id never
+    seen.) Raises ValueError on a corrupt tombstone."""
+    _, value = _decode(tombstone, check_key=False)
+    last = _HDR.unpack_from(value)[4]
+    return watermark < last + config.late_horizon_s + config.retention_s
 
 
 def _make_row(key: str, visible: tuple[str, int | None, int | None, int | None, int], version: int) -> SessionRow:
