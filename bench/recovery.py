@@ -103,11 +103,9 @@ def measure(procs: Processes, settings: Settings, worker: str, n: int, timeout_s
     seconds = prefill(settings, topic, FRAMES[worker](n))
     say(f"recovery/{worker}: produced {n} records in {seconds:.1f} s")
     group = f"{settings.topic_prefix}.{worker}"
-    from consumers.__main__ import METRICS_PORT_OFFSET
-
-    # a fixed port, as under `make run`: the restarted worker gets the same one (and so the same group identity)
-    port = settings.consumer_metrics_port + METRICS_PORT_OFFSET[worker] if settings.consumer_metrics_port else free_port()
-    env = app_env(settings, EVENTPIPE_CONSUMER_METRICS_PORT=str(port), EVENTPIPE_LOG_LEVEL="INFO")
+    # a fixed port, as under `make run` (a free one, so as not to meet a running stack's): the restarted worker
+    # binds it again, and so joins with the same static group identity
+    env = app_env(settings, EVENTPIPE_CONSUMER_METRICS_PORT=str(free_port()), EVENTPIPE_LOG_LEVEL="INFO")
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10_000)
     try:
         proc = procs.start(f"recovery-{worker}", python_module("consumers", worker), env)
