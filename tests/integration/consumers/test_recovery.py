@@ -15,7 +15,7 @@ import pytest
 from eventpipe.settings import KAFKA_CLIENTS, Settings
 
 from .conftest import Workers, wait_until
-from .test_workers import _checkpoints, _stream, converged
+from .test_workers import _stream, converged
 
 
 def _free_port(s: Settings) -> int:
@@ -84,15 +84,14 @@ def test_a_worker_stopped_mid_batch_that_wakes_up_after_losing_its_partitions_mo
                        what=f"{worker}: the other instance to take every partition", workers=workers)
             stream.join(60)
             converged(s, worker, workers)
-            seen = _checkpoints(s, worker)
             time.sleep(max(0.0, 31.0 - (time.monotonic() - stopped_at)))  # the sleeper's batch is due on waking
         finally:
             sleeper.send_signal(signal.SIGCONT)
         # It wakes mid-step with its batch due: it writes rows and state for offsets the other instance has long
-        # passed, then the commit is refused. That stale write must change nothing.
+        # passed, then the commit is refused (a commit comes only after the batch's state is written). That stale
+        # write must change nothing. (Counting checkpoint rows would not show it: merges collapse them.)
         wait_until(lambda: "commit refused after a rebalance" in workers.log_of(sleeper), timeout_s=60,
                    what=f"{worker}: the woken instance to write its stale batch", workers=workers)
-        assert _checkpoints(s, worker) > seen  # its checkpoints did land
         converged(s, worker, workers)
         # What a new owner restores must be the latest state too: only a fresh instance remains, and a second
         # wave continues the same sessions and join groups.
