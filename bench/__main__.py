@@ -13,6 +13,12 @@ Phases, each bounded in time and each with its own topics (``bench_<run>_<phase>
 6. recovery  — the real sessions and joins workers holding 1 000 000 open keys each: peak RSS, then kill -9 and
                restart → time until consuming again, split into waiting for assignment and restoring state.
 
+Not part of the default run (minutes of hostile traffic; ``--only soak``, ``make soak``):
+
+6. soak      — 100 000 mixed valid, invalid and hostile requests to both routes of the gateway with every worker
+               consuming: answers by status, 5xx other than 503, gateway RSS, worker restarts, exactly once in
+               ``events_final`` (bench/soak.py).
+
 Kafka and ClickHouse are brought up with deploy's ``infra_up`` (and stopped afterwards if this run started
 them). ``EVENTPIPE_BENCH_SCALE`` (or ``--scale``) shrinks every count and duration; the smoke test uses 0.02.
 Writes ``bench/results/latest.json`` and prints the table (stdout); progress goes to stderr.
@@ -35,7 +41,7 @@ from typing import Any, Callable
 
 from eventpipe.settings import REPO_ROOT, Settings, SettingsError
 
-from . import e2e, gateway, producers, recovery, report, sinks
+from . import e2e, gateway, producers, recovery, report, sinks, soak
 from .harness import (BenchConfig, BenchError, Processes, python_module, replace, run_json, run_parallel, say)
 from .workload import Workload, WorkloadConfig, batches, json_row
 
@@ -263,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="also profile the gateway and the workers with pyinstrument (slower figures)")
     parser.add_argument("--only", default="", help="comma-separated phases to run (producers, gateway, consumers, "
-                        "e2e, memory, recovery); default all")
+                        "e2e, memory, recovery, soak); default all but soak")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args(argv)
     try:
@@ -299,6 +305,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def execute(run: Run) -> None:
+    if OPT_IN & run.only:
+        run.results["soak"] = run.phase("soak", lambda: soak.run(run.cfg, run.procs, run.settings("soak", database=True),
+                                                                 run.home / "gateway-soak"))
+    if run.only and not run.only - OPT_IN:
+        return  # only opt-in phases asked for: no workload to generate
+    default_phases(run)
+
+
+OPT_IN = {"soak"}  # phases that run only when named in --only
+
+
+def default_phases(run: Run) -> None:
     from eventpipe.codec import EVENT
 
     cfg, r = run.cfg, run.results

@@ -21,12 +21,14 @@ class Gateway:
     """A running ``python -m ingest_gateway serve`` with its own key file and port."""
 
     def __init__(self, procs: Processes, settings: Settings, home: Path, name: str = "gateway",
-                 profile_dir: Path | None = None, module: str = "ingest_gateway") -> None:
-        """``module``: ``bench.http_limit`` runs the same server with a publisher that needs no Kafka (anchor D)."""
-        port = free_port()
+                 profile_dir: Path | None = None, module: str = "ingest_gateway", account: str = ACCOUNT,
+                 port: int | None = None) -> None:
+        """``module``: ``bench.http_limit`` runs the same server with a publisher that needs no Kafka (anchor D).
+        ``account``: the account of the key it creates (``self.key``); ``port``: None for a free one."""
+        port = port or free_port()
         self.settings = replace(settings, home=str(home), http_port=port, keys_file=str(home / "keys.json"))
         env = app_env(self.settings)
-        out = subprocess.run(python_module("ingest_gateway", "keys", "create", "--account", ACCOUNT),
+        out = subprocess.run(python_module("ingest_gateway", "keys", "create", "--account", account),
                              capture_output=True, text=True, env={**os.environ, **env}, timeout=60)
         if out.returncode != 0:
             raise BenchError(f"gateway: creating a key failed:\n{out.stderr[-1500:]}")

@@ -87,6 +87,20 @@ def table(r: dict[str, Any]) -> str:
                      _n(x["consuming_s"], 1), "target", "5.0", _ratio(x["consuming_s"], 5.0), "≤ 5 s"))
         rows.append((f"(info) {worker} worker peak RSS after the restart, restoring (MB)",
                      _n(x["restart_peak_rss_mb"], 0), "", "", "", ""))
+    k = r.get("soak") or {}
+    if k:
+        rows.append((f"soak: {_n(k['requests'])} mixed valid, invalid and hostile requests, 5xx other than 503",
+                     _n(k["server_errors_not_503"]), "", "", "", "0"))
+        rows.append(("soak: answers outside what the SPEC allows their kind", _n(sum(
+            sum(v.values()) for v in k["unexpected"].values())), "", "", "", "0"))
+        rows.append((f"soak: slow clients the gateway left open {k['slow_give_up_s']:.0f} s (of {k['slow_clients_held']} held)",
+                     _n(k["slow_clients_unbounded"]), "", "", "", "0"))
+        rows.append(("soak: worker restarts (gateway workers replaced + consumer workers exited)",
+                     _n(k["worker_restarts"]), "", "", "", "0"))
+        rows.append(("soak: gateway RSS before / after (MB)",
+                     f"{_n(k['gateway_rss_before_mb'])} / {_n(k['gateway_rss_after_mb'])}", "", "", "", ""))
+        rows.append((f"soak: accepted events in events_final exactly once ({_n(k['accepted_events'])} events)",
+                     "yes" if k["exactly_once"] else "NO", "", "", "", "yes"))
     out = ["| measurement | value | anchor (same run) | anchor value | ratio | target |",
            "|---|---:|---|---:|---:|---|"]
     out += [f"| {' | '.join(row)} |" for row in rows]
@@ -109,6 +123,20 @@ def table(r: dict[str, Any]) -> str:
                      f"measured, {e['sessions_missing']} missing; latency resolution {e['poll_interval_s']} s "
                      f"(poll interval); HTTP p50/p99 during it {_n(e.get('http_p50_ms'), 1)} / "
                      f"{_n(e.get('http_p99_ms'), 1)} ms.")
+    if k:
+        notes.append(f"Soak: {k['requests_per_s']:,.0f} requests/s over {k['load_s']:.0f} s; answers "
+                     + ", ".join(f"{label} × {n:,}" for label, n in k["statuses"].items()) + ".")
+        if k["unexpected"]:
+            notes.append("Soak, unexpected answers by kind: " + "; ".join(
+                f"{kind}: {', '.join(f'{label} × {n:,}' for label, n in v.items())}"
+                for kind, v in k["unexpected"].items()) + ".")
+        notes.append("Soak, slow clients (held beside the load): " + ", ".join(
+            f"{what} × {x['count']} (held up to {x['max_held_s']:.0f} s)" for what, x in k["slow_clients"].items()) + ".")
+        notes.append(f"Soak, events_final: {k['events_final']:,} of {k['accepted_events']:,} accepted events, "
+                     f"{k['missing']} missing, {k['duplicated']} twice, {k['not_accepted_but_present']} never "
+                     f"acknowledged ({k['maybe_events']} in batches answered 503 or not at all may be); "
+                     f"{k['raw_event_rows']:,} raw rows; mutated bodies accepted as {k['mutated_accepted_events']} "
+                     f"events, {k['mutated_duplicated']} twice.")
     for phase, what in (r.get("disturbed") or {}).items():
         notes.append(f"**Disturbed:** {phase} phase — {what}; its figures do not count.")
     env = r.get("environment", {})

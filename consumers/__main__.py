@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 import os
 import socket
@@ -22,6 +23,17 @@ from .processors import WORKERS
 # `make run` (deploy/stack.py) gives the workers EVENTPIPE_CONSUMER_METRICS_PORT + these on one host
 METRICS_PORT_OFFSET = {"events": 0, "sessions": 1, "joins": 2, "deadletters": 3, "components": 4}
 log = logging.getLogger("consumers")
+GC_THRESHOLD = (50_000, 20, 10)  # container allocations before a young collection (default 700), then as default
+
+
+def collect_less() -> None:
+    """The cyclic garbage collector's policy of a worker process. A batch's rows (and a stateful worker's state)
+    live for a while, so with the default threshold the collector walks them over and over: 20–35 % of a
+    worker's in-process CPU (``python -m bench.inprocess``). Reference counting frees nearly everything the
+    per-record path allocates (it makes no cycles), so collecting every 50 000 allocations instead of 700 costs
+    little memory; what exists at start-up (modules, settings) is frozen out of every collection."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -80,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:  # the configured Kafka client is not installed
         print(f"consumers: {exc}", file=sys.stderr)
         return 2
+    collect_less()
     worker.run()
     return 0
 

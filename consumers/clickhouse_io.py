@@ -38,6 +38,14 @@ TRANSIENT_CODES = {
     242,  # TABLE_IS_READ_ONLY
     252,  # TOO_MANY_PARTS
     425,  # SYSTEM_ERROR
+    # on a cluster: a replica or a whole shard away, ZooKeeper away, a quorum not (yet) reached
+    225,  # NO_ZOOKEEPER
+    279,  # ALL_CONNECTION_TRIES_FAILED (every replica of a shard down)
+    285,  # TOO_FEW_LIVE_REPLICAS (insert_quorum larger than the live replicas)
+    286,  # UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE (18.16 runs one quorum insert per table at a time)
+    289,  # REPLICA_IS_NOT_IN_QUORUM (a sequentially consistent read on a replica still behind)
+    319,  # UNKNOWN_STATUS_OF_INSERT (the quorum was not reached in time: the retry rewrites the same rows)
+    999,  # KEEPER_EXCEPTION
 }
 
 
@@ -47,13 +55,39 @@ TRANSPORT_ERRORS = (NetworkError, SocketTimeoutError, UnexpectedPacketFromServer
                     PartiallyConsumedQueryError, OSError, EOFError)
 
 
+# On a cluster every insert goes through a Distributed table with insert_distributed_sync: the INSERT returns only
+# once each shard's block is stored on a replica of that shard (an asynchronous Distributed insert would return
+# with the rows queued on the local disk of whichever node received them, so "committed after the write" would
+# lie). Letting ClickHouse route the rows, rather than computing the shard here and writing the local tables,
+# keeps one definition of the sharding key — the DDL's — and its failover among a shard's replicas.
+DISTRIBUTED_WRITE = {"insert_distributed_sync": 1}
+# consumer_state on a cluster: a write counts once it is on `quorum` replicas of its shard, and a restore reads
+# with select_sequential_consistency, which fails (REPLICA_IS_NOT_IN_QUORUM, retried) on a replica that lacks a
+# quorum write instead of returning an older state. The timeout bounds a write to a lagging replica; the retry
+# writes the same rows (same versions), so a late success of the first attempt changes nothing.
+QUORUM_TIMEOUT_MS = 20_000
+CONSISTENT_READ = {"select_sequential_consistency": 1}
+
+
+def client_for(settings: Settings) -> Client:
+    """A client of EVENTPIPE_CLICKHOUSE_HOST, failing over to EVENTPIPE_CLICKHOUSE_ALT_HOSTS in turn."""
+    extra = {"alt_hosts": settings.clickhouse_alt_hosts} if settings.clickhouse_alt_hosts else {}
+    return Client(host=settings.clickhouse_host, port=settings.clickhouse_port,
+                  user=settings.clickhouse_user, password=settings.clickhouse_password,
+                  database=settings.clickhouse_database, connect_timeout=3,
+                  send_receive_timeout=60, sync_request_timeout=5, **extra)
+
+
 class ClickHouseStore:
     def __init__(self, settings: Settings) -> None:
         self.database = settings.clickhouse_database
-        self.client = Client(host=settings.clickhouse_host, port=settings.clickhouse_port,
-                             user=settings.clickhouse_user, password=settings.clickhouse_password,
-                             database=settings.clickhouse_database, connect_timeout=3,
-                             send_receive_timeout=60, sync_request_timeout=5)
+        self.client = client_for(settings)
+        self.write_settings = DISTRIBUTED_WRITE if settings.clustered else {}
+        self.state_write_settings = {**DISTRIBUTED_WRITE, "insert_quorum": settings.clickhouse_state_quorum,
+                                     "insert_quorum_timeout": QUORUM_TIMEOUT_MS} if settings.clustered else {}
+        self.state_read_settings = CONSISTENT_READ if settings.clustered else {}
+        # compaction deletes with ALTER TABLE … DELETE, which a Distributed table does not take: not on a cluster
+        self.can_compact = not settings.clustered
 
     def _execute(self, query: str, params: object = None, **kwargs: object) -> list:
         try:
@@ -67,13 +101,17 @@ class ClickHouseStore:
             detail = " ".join(str(exc).split("Stack trace")[0].split())[:300]
             raise Unavailable(f"{type(exc).__name__}: {detail}") from None
 
-    def insert(self, table: str, columns: Sequence[str], rows: list[tuple], one_block: bool = False) -> float:
+    def insert(self, table: str, columns: Sequence[str], rows: list[tuple], one_block: bool = False,
+               extra: dict | None = None) -> float:
         """Insert rows in one INSERT (``one_block``: also in one block, so a table without a partition key gets
-        all of them in one part or none); returns seconds taken. Blocks; raises Unavailable."""
+        all of them in one part or none — on a cluster: one part per shard); returns seconds taken. ``extra``:
+        more query settings. Blocks; raises Unavailable."""
         started = time.monotonic()
         names = ", ".join(f"`{c}`" for c in columns)
-        settings = {"insert_block_size": max(1, len(rows))} if one_block else None
-        self._execute(f"INSERT INTO {table} ({names}) VALUES", rows, types_check=False, settings=settings)
+        settings = {**self.write_settings, **(extra or {})}
+        if one_block:
+            settings["insert_block_size"] = max(1, len(rows))
+        self._execute(f"INSERT INTO {table} ({names}) VALUES", rows, types_check=False, settings=settings or None)
         return time.monotonic() - started
 
     def write_state(self, group: str, topic: str, changes: Iterable[tuple[int, str, bytes, bool, int]],
@@ -84,7 +122,7 @@ class ClickHouseStore:
         rows = [(group, topic, p, key, state, version, 1 if deleted else 0)
                 for p, key, state, deleted, version in changes]
         rows += [(group, topic, p, CHECKPOINT_KEY, raw, versions[p], 0) for p, raw in checkpoints.items()]
-        return self.insert("consumer_state", STATE_COLUMNS, rows, one_block=True)
+        return self.insert("consumer_state", STATE_COLUMNS, rows, one_block=True, extra=self.state_write_settings)
 
     def load_state(self, group: str, topic: str, partition: int) -> Restored:
         """The latest row per key of one partition, at or above its compaction floor (state.py). Blocks; raises
@@ -94,12 +132,13 @@ class ClickHouseStore:
         # the floor is the largest any checkpoint row carries: a stale writer's older checkpoint cannot lower it
         ((raw, floor, found),) = self._execute(
             f"SELECT argMax(state, version), max(visitParamExtractUInt(state, 'floor')), count() "
-            f"FROM consumer_state WHERE {where} AND key = ''", params, settings={"strings_as_bytes": True})
+            f"FROM consumer_state WHERE {where} AND key = ''", params,
+            settings={"strings_as_bytes": True, **self.state_read_settings})
         read = self.client.last_query.progress.rows
         states = self._execute(
             f"SELECT argMax(state, version) FROM consumer_state WHERE {where} AND key != '' "
             f"AND version >= %(floor)s GROUP BY key HAVING argMax(deleted, version) = 0",
-            {**params, "floor": floor}, settings={"strings_as_bytes": True}, columnar=True)
+            {**params, "floor": floor}, settings={"strings_as_bytes": True, **self.state_read_settings}, columnar=True)
         read += self.client.last_query.progress.rows
         checkpoint = None
         if found:
@@ -119,7 +158,7 @@ class ClickHouseStore:
                 "WHERE consumer_group = %(g)s AND topic = %(t)s AND partition = %(p)s AND key IN %(keys)s "
                 "AND version >= %(floor)s GROUP BY key HAVING argMax(deleted, version) = 1 AND s != ''",
                 {"g": group, "t": topic, "p": partition, "keys": tuple(keys), "floor": floors.get(partition, 0)},
-                settings={"strings_as_bytes": True})
+                settings={"strings_as_bytes": True, **self.state_read_settings})
             found[partition] = [row[0] for row in rows]
         return found
 
@@ -130,7 +169,8 @@ class ClickHouseStore:
             "SELECT key, argMax(state, version) AS s FROM consumer_state "
             "WHERE consumer_group = %(g)s AND topic = %(t)s AND partition = %(p)s AND key != '' "
             "AND version >= %(floor)s GROUP BY key HAVING argMax(deleted, version) = 1 AND s != ''",
-            {"g": group, "t": topic, "p": partition, "floor": floor}, settings={"strings_as_bytes": True})
+            {"g": group, "t": topic, "p": partition, "floor": floor},
+            settings={"strings_as_bytes": True, **self.state_read_settings})
         return [(key.decode("utf-8", "surrogatepass"), state) for key, state in rows]
 
     def compact(self, group: str, topic: str, partition: int, live: Iterable[tuple[str, bytes]],
@@ -145,10 +185,11 @@ class ClickHouseStore:
         rows = itertools.chain(((group, topic, partition, key, state, v, 0) for key, state in live),
                                ((group, topic, partition, key, state, v, 1) for key, state in tombstones))
         while block := list(itertools.islice(rows, SNAPSHOT_BLOCK)):
-            self.insert("consumer_state", STATE_COLUMNS, block)
+            self.insert("consumer_state", STATE_COLUMNS, block, extra=self.state_write_settings)
             written += len(block)
         self.insert("consumer_state", STATE_COLUMNS,
-                    [(group, topic, partition, CHECKPOINT_KEY, checkpoint.encode(), checkpoint.next_offset, 0)])
+                    [(group, topic, partition, CHECKPOINT_KEY, checkpoint.encode(), checkpoint.next_offset, 0)],
+                    extra=self.state_write_settings)
         self._execute("ALTER TABLE consumer_state DELETE WHERE consumer_group = %(g)s AND topic = %(t)s "
                       "AND `partition` = %(p)s AND version < %(v)s", {"g": group, "t": topic, "p": partition, "v": v})
         return written

@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any
 
+from .keys import dumps, strings_key, uuid5_text
 from .sessions import Change
 
 __all__ = ["Change", "JOINED_EVENT_NAMESPACE", "JoinConfig", "JoinRecord", "JoinWindows", "JoinedEventRow",
@@ -125,7 +126,7 @@ class JoinedEventRow:
 
 def event_key(account_id: str, component_id: str, type_id: str, event_id: str) -> str:
     """The persisted key of a joined event (JSON text: distinct events never share a key)."""
-    return json.dumps([account_id, component_id, type_id, event_id], ensure_ascii=False, separators=(",", ":"))
+    return strings_key(account_id, component_id, type_id, event_id)
 
 
 def chunk_key(event_key: str, n: int) -> str:
@@ -274,7 +275,7 @@ class JoinWindows:
             return target_key, ev
         event_id = r.event_id
         if event_id is None or event_key(r.account_id, r.component_id, r.type_id, event_id) in self._events:
-            base = str(uuid.uuid5(JOINED_EVENT_NAMESPACE, r.record_id))
+            base = uuid5_text(JOINED_EVENT_NAMESPACE, r.record_id)
             event_id, n = base, 0
             while event_key(r.account_id, r.component_id, r.type_id, event_id) in self._events:
                 n += 1
@@ -385,13 +386,13 @@ def _starts(digests: bytes) -> Iterator[int]:
 
 
 def _encode(ev: list[Any]) -> bytes:
-    return json.dumps({"v": _FORMAT, "e": ev[:STATE_FIELDS]}, ensure_ascii=False, separators=(",", ":")).encode()
+    return dumps({"v": _FORMAT, "e": ev[:STATE_FIELDS]}).encode()
 
 
 def _encode_chunk(ev: list[Any], n: int, digests: bytes) -> bytes:
     doc = {"v": _FORMAT, "c": [ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[ID], n],
            "d": base64.b64encode(digests).decode("ascii")}
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+    return dumps(doc).encode()
 
 
 def _decode(blob: bytes) -> tuple[str, list[Any] | tuple[int, bytes]]:

@@ -294,8 +294,9 @@ class SessionsWorker(Stateful):
             return Outcome("invalid")  # ditto
         if event["session"] is None:
             return Outcome("single_event")  # in `events` only (SPEC §3.1)
-        return SessionEvent(account_id=event["account_id"], event_id=event["event_id"], action=event["action"],
-                            type=event["type"], timestamp=event["timestamp"], session=event["session"])
+        # positional: a frozen dataclass takes keyword arguments at about twice the cost, once per record
+        return SessionEvent(event["account_id"], event["event_id"], event["action"], event["type"],
+                            event["timestamp"], event["session"])
 
     def handle(self, message: Message) -> Outcome:
         item = self.decoded.pop((message.partition, message.offset), None) or self.decode(message)
@@ -339,11 +340,11 @@ class JoinsWorker(Stateful):
             reason = "start_date: outside 1970-01-01 .. 2106-02-07"
         if reason is not None:
             return Outcome("dead_letter", dead_letter=dead_letter(message, reason, record["account_id"]))
-        item = JoinRecord(account_id=record["account_id"], record_id=record["record_id"], event_id=record["event_id"],
-                          component_id=record["component_id"], type_id=record["type_id"],
-                          join_key=record["join_key"], start_date=start_ms, join_interval=record["join_interval"],
-                          importance=record["importance"], count=record["count"], message=record["message"],
-                          version=record["version"], extras=join_extras(record))
+        # positional, in JoinRecord's field order: keyword arguments cost about twice as much, once per record
+        item = JoinRecord(record["account_id"], record["record_id"], record["event_id"], record["component_id"],
+                          record["type_id"], record["join_key"], start_ms, record["join_interval"],
+                          record["importance"], record["count"], record["message"], record["version"],
+                          join_extras(record))
         return self.apply(message, item, joined_row)
 
 

@@ -64,6 +64,8 @@ from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Generic, TypeVar
 
+from .keys import split_key, strings_key
+
 __all__ = ["Change", "RecallRequired", "SessionConfig", "SessionEvent", "SessionPairer", "SessionRow",
            "state_key", "tombstone_needed"]
 
@@ -133,7 +135,7 @@ class SessionRow:
 
 def state_key(account_id: str, session: str, type_: str) -> str:
     """The persisted key of a pair: JSON text, so distinct pairs never share a key."""
-    return json.dumps([account_id, session, type_], ensure_ascii=False, separators=(",", ":"))
+    return strings_key(account_id, session, type_)
 
 
 # In memory a key maps to HEADER + update digests (8 bytes per distinct UPDATE event_id).
@@ -431,7 +433,7 @@ def tombstone_needed(tombstone: bytes, watermark: int, config: SessionConfig) ->
 
 
 def _make_row(key: str, visible: tuple[str, int | None, int | None, int | None, int], version: int) -> SessionRow:
-    account_id, session, type_ = json.loads(key)
+    account_id, session, type_ = split_key(key)
     status, start, end, duration, updates = visible
     return SessionRow(account_id, type_, session, status, start, end, duration, updates, version)
 

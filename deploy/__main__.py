@@ -1,4 +1,5 @@
-"""``python -m deploy up|down|status|infra|migrate|topics|test`` — what the Makefile runs."""
+"""``python -m deploy up|down|status|infra|migrate|topics|test|cluster-up|cluster-down|cluster-test`` — what the
+Makefile runs."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 from eventpipe.settings import Settings, SettingsError
 
-from . import stack
+from . import cluster, stack
 from .migrate import migrate
 from .procs import DeployError
 from .topics import ensure_topics
@@ -25,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("topics", help="create the topics that do not exist yet")
     test = sub.add_parser("test", help="infrastructure up, pytest, stop what was started (make test)")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    sub.add_parser("cluster-up", help="the local cluster: 3 Kafka brokers, ZooKeeper, 2x2 ClickHouse, gateway, "
+                   "workers (make cluster-up)")
+    sub.add_parser("cluster-down", help="stop everything of the local cluster (make cluster-down)")
+    cluster_test = sub.add_parser("cluster-test", help="cluster servers up, pytest tests/cluster, stop what was "
+                                  "started (make test-cluster)")
+    cluster_test.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # readiness polls would log every refused connect
@@ -44,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
             ensure_topics(settings)
         elif args.command == "test":
             return stack.run_tests(settings, [a for a in args.pytest_args if a != "--"])
+        elif args.command == "cluster-up":
+            cluster.up(settings)
+        elif args.command == "cluster-down":
+            cluster.down(settings)
+        elif args.command == "cluster-test":
+            return cluster.run_tests(settings, [a for a in args.pytest_args if a != "--"])
     except (DeployError, SettingsError) as exc:
         print(f"[eventpipe] ERROR: {exc}", file=sys.stderr)
         return 1

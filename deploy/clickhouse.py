@@ -40,11 +40,16 @@ def _home(settings: Settings) -> Path:
 
 
 def _write_config(settings: Settings) -> Path:
-    home = _home(settings)
+    return write_config(_home(settings), settings.clickhouse_port, settings.clickhouse_http_port)
+
+
+def write_config(home: Path, tcp_port: int, http_port: int, extra: str = "", who: str = "deploy/clickhouse.py") -> Path:
+    """Write ``home``/config.xml and users.xml for one loopback server; ``extra`` is more XML inside <yandex>
+    (a cluster node's remote_servers, macros, zookeeper). Returns the config's path."""
     for sub in ("data", "tmp", "log", "user_files", "format_schemas"):
         (home / sub).mkdir(parents=True, exist_ok=True)
-    (home / "users.xml").write_text("""<?xml version="1.0"?>
-<!-- Written by deploy/clickhouse.py: one passwordless user, reachable from loopback only. -->
+    (home / "users.xml").write_text(f"""<?xml version="1.0"?>
+<!-- Written by {who}: one passwordless user, reachable from loopback only. -->
 <yandex>
     <profiles><default><max_memory_usage>8000000000</max_memory_usage></default></profiles>
     <users>
@@ -61,7 +66,7 @@ def _write_config(settings: Settings) -> Path:
 """)
     config = home / "config.xml"
     config.write_text(f"""<?xml version="1.0"?>
-<!-- Written by deploy/clickhouse.py: loopback only, everything under {home}. -->
+<!-- Written by {who}: loopback only, everything under {home}. -->
 <yandex>
     <logger>
         <level>information</level>
@@ -71,8 +76,8 @@ def _write_config(settings: Settings) -> Path:
         <count>3</count>
     </logger>
     <listen_host>127.0.0.1</listen_host>
-    <tcp_port>{settings.clickhouse_port}</tcp_port>
-    <http_port>{settings.clickhouse_http_port}</http_port>
+    <tcp_port>{tcp_port}</tcp_port>
+    <http_port>{http_port}</http_port>
     <path>{home}/data/</path>
     <tmp_path>{home}/tmp/</tmp_path>
     <user_files_path>{home}/user_files/</user_files_path>
@@ -83,7 +88,7 @@ def _write_config(settings: Settings) -> Path:
     <max_concurrent_queries>100</max_concurrent_queries>
     <mark_cache_size>536870912</mark_cache_size>
     <uncompressed_cache_size>536870912</uncompressed_cache_size>
-</yandex>
+{extra}</yandex>
 """)
     return config
 

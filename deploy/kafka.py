@@ -16,7 +16,7 @@ from pathlib import Path
 
 from eventpipe.settings import Settings
 
-from . import apt, procs
+from . import apt, maven, procs
 from .procs import DeployError, Service, say
 
 FILES = Path(__file__).resolve().parent / "files"
@@ -72,54 +72,38 @@ def ensure_java_and_maven(maven: bool) -> None:
         raise DeployError(f"kafka: apt-get finished but `mvn` is still not on PATH; {NOT_NEEDED}")
 
 
+def cache_root() -> Path:
+    """Where fetched jars are kept across clones: ``$XDG_CACHE_HOME/eventpipe`` (default ``~/.cache``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "eventpipe"
+
+
 def cache_dir(settings: Settings) -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "eventpipe" / f"kafka-{settings.kafka_version}"
+    return cache_root() / f"kafka-{settings.kafka_version}"
 
 
 def libs(settings: Settings) -> Path:
     """The directory of Kafka's jars, fetching them with Maven the first time. Blocks; raises DeployError."""
     target = cache_dir(settings) / "libs"
-    if (target / ".complete").exists():
-        return target
-    ensure_java_and_maven(maven=True)
-    staging = target.with_name("libs.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    say(f"kafka: fetching Apache Kafka {settings.kafka_version} jars from Maven Central into {target.parent} "
-        "(once; about 90 jars)")
-    log = target.parent / "maven.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as out:
-        rc = subprocess.call(
-            ["mvn", "-B", "-q", "-Dstyle.color=never", "-f", str(FILES / "kafka-pom.xml"), "dependency:copy-dependencies",
-             f"-Dkafka.version={settings.kafka_version}", f"-DoutputDirectory={staging}", "-DincludeScope=runtime"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    if rc != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-10:])
-        raise DeployError(f"kafka: Maven could not fetch Kafka {settings.kafka_version} (exit {rc}; log {log}):\n"
-                          f"{tail}\nCheck that Maven Central is reachable and EVENTPIPE_KAFKA_VERSION names a release, "
-                          "or point EVENTPIPE_KAFKA_BOOTSTRAP at an existing Kafka.")
-    jars = list(staging.glob("*.jar"))
-    if not any(j.name.startswith("kafka_2.13-") for j in jars):
-        raise DeployError(f"kafka: Maven finished but no kafka_2.13 jar is in {staging}")
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    (target / ".complete").write_text(f"{len(jars)} jars\n")
-    say(f"kafka: fetched {len(jars)} jars")
-    return target
+    if not (target / ".complete").exists():
+        ensure_java_and_maven(maven=True)
+    return maven.fetch_jars("kafka", f"Kafka {settings.kafka_version}", FILES / "kafka-pom.xml",
+                            {"kafka.version": settings.kafka_version}, target, "kafka_2.13-",
+                            "that EVENTPIPE_KAFKA_VERSION names a release, " + NOT_NEEDED)
 
 
 def _home(settings: Settings) -> Path:
     return settings.home_path / "kafka"
 
 
-def java_command(settings: Settings, main_class: str, *args: str, heap: str = "256m") -> list[str]:
-    """A java command line running one of Kafka's main classes (tools included) with the cached jars.
+def java_command(settings: Settings, main_class: str, *args: str, heap: str = "256m",
+                 logs_dir: Path | None = None) -> list[str]:
+    """A java command line running one of Kafka's main classes (tools included) with the cached jars, logging
+    under ``logs_dir`` (default the local broker's).
 
     Call ``libs(settings)`` first to make sure the jars are there."""
     return ["java", f"-Xmx{heap}", "-cp", str(cache_dir(settings) / "libs" / "*"),
             f"-Dlog4j2.configurationFile={FILES / 'kafka-log4j2.properties'}",
-            f"-Dkafka.logs.dir={_home(settings) / 'logs'}", main_class, *args]
+            f"-Dkafka.logs.dir={logs_dir or _home(settings) / 'logs'}", main_class, *args]
 
 
 def _write_config(settings: Settings) -> Path:

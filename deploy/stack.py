@@ -7,6 +7,7 @@ address points elsewhere (EVENTPIPE_KAFKA_BOOTSTRAP / EVENTPIPE_CLICKHOUSE_HOST)
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 from consumers.__main__ import METRICS_PORT_OFFSET
 from eventpipe.settings import Settings
 
-from . import clickhouse, kafka, procs, prometheus
+from . import clickhouse, cluster, kafka, procs, prometheus
 from .migrate import migrate
 from .procs import DeployError, Service, say
 from .topics import ensure_topics
@@ -99,8 +100,9 @@ def app_services(settings: Settings) -> list[Service]:
 def demo_key(settings: Settings) -> str:
     """The demo account's API key, created once and kept in HOME/demo_api_key."""
     path = settings.home_path / "demo_api_key"
+    # the key store is the one of ``settings`` (the cluster's has its own home), not of this process's environment
     subprocess.run([sys.executable, "-m", "ingest_gateway", "keys", "ensure-demo", str(path)], check=True,
-                   stdout=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL, env={**os.environ, **settings.to_env()})
     return path.read_text().strip()
 
 
@@ -114,15 +116,7 @@ def up(settings: Settings) -> None:
     """``make run``: infrastructure, demo key, gateway and the four workers. Raises DeployError."""
     infra_up(settings)
     key = demo_key(settings)
-    started: list[Service] = []
-    try:
-        for svc in app_services(settings):
-            if procs.start(svc):
-                started.append(svc)
-    except BaseException:
-        for svc in reversed(started):
-            procs.stop(svc)
-        raise
+    procs.start_all(app_services(settings))
     monitoring_up(settings)
     say("eventpipe is up. Send the seed batch:")
     print(seed_curl(settings, key), flush=True)
@@ -186,8 +180,12 @@ def status(settings: Settings) -> int:
     row, prometheus_ok = _prometheus_status(settings)
     rows.append(row)
     ok &= prometheus_ok
+    # the local cluster's rows, when it was ever set up here (`make cluster-up`); informational: the single-node
+    # stack's health decides the exit code
+    rows += cluster.status_rows(settings)
+    width = max(22, *(len(row[0]) for row in rows))
     for row in rows:
-        print(f"{row[0]:<22} {row[1]:<9} pid {row[2]:<8} {row[3]}")
+        print(f"{row[0]:<{width}} {row[1]:<9} pid {row[2]:<8} {row[3]}")
     return 0 if ok else 1
 
 

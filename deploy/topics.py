@@ -1,4 +1,6 @@
-"""Idempotent creation of eventpipe's topics with the configured partition count."""
+"""Idempotent creation of eventpipe's topics with the configured partition count, replication factor and
+``min.insync.replicas`` (the latter only set on the topic when replicated, so a single broker's topics are as
+they always were)."""
 
 from __future__ import annotations
 
@@ -18,18 +20,27 @@ def ensure_topics(settings: Settings, names: tuple[str, ...] | None = None) -> l
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10_000)
     except (KafkaError, OSError) as exc:
         raise DeployError(f"topics: cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from None
+    rf = settings.topic_replication_factor
+    configs = {"min.insync.replicas": str(settings.topic_min_insync_replicas)} if rf > 1 else {}
     try:
         existing = set(admin.list_topics())
         missing = [n for n in names if n not in existing]
+        brokers = len(admin.describe_cluster()["brokers"]) if missing else 0
+        if missing and rf > brokers:  # checked before creating any, so no topic is left half-made
+            raise DeployError(f"topics: EVENTPIPE_TOPIC_REPLICATION_FACTOR={rf} but Kafka at {settings.kafka_bootstrap} "
+                              f"has {brokers} broker(s); set it to at most {brokers}, or start more brokers.")
         created = []
         for name in missing:
             try:
-                admin.create_topics([NewTopic(name, settings.topic_partitions, 1)], timeout_ms=10_000)
+                admin.create_topics([NewTopic(name, settings.topic_partitions, rf, topic_configs=configs)],
+                                    timeout_ms=10_000)
                 created.append(name)
             except TopicAlreadyExistsError:
                 pass  # another process created it in between: that is the outcome we wanted
         if created:
-            say(f"topics: created {', '.join(created)} ({settings.topic_partitions} partitions each)")
+            say(f"topics: created {', '.join(created)} ({settings.topic_partitions} partitions each"
+                + (f", replication factor {rf}, min.insync.replicas {settings.topic_min_insync_replicas})" if rf > 1
+                   else ")"))
         return created
     except KafkaError as exc:
         raise DeployError(f"topics: Kafka at {settings.kafka_bootstrap} refused topic creation: {exc}") from None

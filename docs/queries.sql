@@ -64,9 +64,9 @@ SELECT component, parent, type_display_name AS type, importance, count, message,
 FROM joined_events_final
 ANY LEFT JOIN (
     SELECT component_id, display_name AS component, parent
-    FROM (SELECT component_id, display_name, parent_id FROM components_final)
-    ANY LEFT JOIN (SELECT component_id AS parent_id, display_name AS parent FROM components_final) USING parent_id
-) USING component_id
+    FROM (SELECT component_id, display_name, parent_id FROM components_final) AS c
+    ANY LEFT JOIN (SELECT component_id AS parent_id, display_name AS parent FROM components_final) AS p USING parent_id
+) AS cp USING component_id
 ORDER BY end_time DESC
 LIMIT 20;
 

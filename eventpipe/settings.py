@@ -42,6 +42,12 @@ class Settings:
     kafka_heap: str = _var("KAFKA_HEAP", "1g", "Java heap of the local Kafka broker.")
     topic_prefix: str = _var("TOPIC_PREFIX", "eventpipe", "Topics are PREFIX.events, PREFIX.joins, PREFIX.deadletter, PREFIX.components.")
     topic_partitions: int = _var("TOPIC_PARTITIONS", 6, "Partition count of the topics eventpipe creates.")
+    topic_replication_factor: int = _var(
+        "TOPIC_REPLICATION_FACTOR", 1, "Replication factor of the topics eventpipe creates (3 on a cluster; creation "
+        "stops with an error when it exceeds the broker count).")
+    topic_min_insync_replicas: int = _var(
+        "TOPIC_MIN_INSYNC_REPLICAS", 1, "`min.insync.replicas` of the topics eventpipe creates: how many replicas "
+        "an `acks=all` write must reach (2 with replication factor 3).")
     # --- ClickHouse ----------------------------------------------------------------------------------------
     clickhouse_host: str = _var(
         "CLICKHOUSE_HOST", "127.0.0.1",
@@ -51,6 +57,17 @@ class Settings:
     clickhouse_user: str = _var("CLICKHOUSE_USER", "default", "ClickHouse user.")
     clickhouse_password: str = _var("CLICKHOUSE_PASSWORD", "", "ClickHouse password.")
     clickhouse_database: str = _var("CLICKHOUSE_DATABASE", "eventpipe", "Database holding eventpipe's tables.")
+    clickhouse_cluster: str = _var(
+        "CLICKHOUSE_CLUSTER", "", "ClickHouse cluster name (as in the servers' `remote_servers`). Set: the tables are "
+        "Replicated local tables behind Distributed ones, created ON CLUSTER (schemas/clickhouse/cluster/). Empty: "
+        "one server, plain tables.")
+    clickhouse_alt_hosts: str = _var(
+        "CLICKHOUSE_ALT_HOSTS", "", "More ClickHouse servers as `host:port,host:port`, tried in turn when "
+        "EVENTPIPE_CLICKHOUSE_HOST does not answer (failover).")
+    clickhouse_state_quorum: int = _var(
+        "CLICKHOUSE_STATE_QUORUM", 2, "On a cluster: `insert_quorum` of the `consumer_state` writes — replicas "
+        "of the owning shard that must hold a state write before it counts (restores read with "
+        "`select_sequential_consistency`).")
     # --- gateway -------------------------------------------------------------------------------------------
     http_host: str = _var("HTTP_HOST", "127.0.0.1", "Address the gateway listens on.")
     http_port: int = _var("HTTP_PORT", 8080, "Port the gateway listens on.")
@@ -59,6 +76,15 @@ class Settings:
     publish_timeout_s: float = _var("PUBLISH_TIMEOUT_S", 5.0, "Longest wait for Kafka to acknowledge a batch (then 503).")
     max_body_bytes: int = _var("MAX_BODY_BYTES", 10 * 1024 * 1024, "Largest request body accepted (then 413).")
     max_events: int = _var("MAX_EVENTS", 10_000, "Most events (or join records) in one request (then 413).")
+    http_read_timeout_s: float = _var(
+        "HTTP_READ_TIMEOUT_S", 10.0, "Longest time a client may take to send a request's head, and longest pause "
+        "while it sends the body; then 408 and the connection is closed.")
+    http_min_upload_bytes_per_s: int = _var(
+        "HTTP_MIN_UPLOAD_BYTES_PER_S", 32_768, "Slowest upload served: a body must arrive within "
+        "HTTP_READ_TIMEOUT_S plus its size at this rate.")
+    http_discard_bytes: int = _var(
+        "HTTP_DISCARD_BYTES", 64 * 1024 * 1024, "An oversized (413) body up to this size is read and discarded so "
+        "that clients which send the whole body before reading see the 413; a larger one is cut off unread.")
     max_entities: int = _var("MAX_ENTITIES", 1_000, "Most entities in one event.")
     max_string_chars: int = _var("MAX_STRING_CHARS", 65_536, "Longest entity key or JSON text of an entity value.")
     max_json_depth: int = _var("MAX_JSON_DEPTH", 32, "Deepest nesting of an entity value.")
@@ -100,6 +126,14 @@ class Settings:
         if self.kafka_client not in KAFKA_CLIENTS:
             raise SettingsError(f"EVENTPIPE_KAFKA_CLIENT={self.kafka_client!r} is not a Kafka client eventpipe has; "
                                 f"choose one of: {', '.join(KAFKA_CLIENTS)}")
+        if not 1 <= self.topic_min_insync_replicas <= self.topic_replication_factor:
+            raise SettingsError(
+                f"EVENTPIPE_TOPIC_MIN_INSYNC_REPLICAS={self.topic_min_insync_replicas} must be between 1 and "
+                f"EVENTPIPE_TOPIC_REPLICATION_FACTOR={self.topic_replication_factor}")
+        for address in filter(None, self.clickhouse_alt_hosts.split(",")):
+            host, _, port = address.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise SettingsError(f"EVENTPIPE_CLICKHOUSE_ALT_HOSTS: {address.strip()!r} is not host:port")
 
     # ---------------------------------------------------------------------------------------------------------
     @classmethod
@@ -163,8 +197,14 @@ class Settings:
 
     @property
     def local_clickhouse(self) -> bool:
-        """True when ClickHouse is ours to start (the host is the default loopback address)."""
-        return self.clickhouse_host == Settings.clickhouse_host
+        """True when the single-node ClickHouse is ours to start (the host is the default loopback address and no
+        cluster is named: a cluster is started by ``make cluster-up``, never by ``make run``)."""
+        return self.clickhouse_host == Settings.clickhouse_host and not self.clickhouse_cluster
+
+    @property
+    def clustered(self) -> bool:
+        """True when the tables are a ClickHouse cluster's (EVENTPIPE_CLICKHOUSE_CLUSTER set)."""
+        return bool(self.clickhouse_cluster)
 
 
 def markdown_table() -> str:

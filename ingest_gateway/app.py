@@ -6,12 +6,15 @@ with the configured client's Kafka publisher (``publisher.make_publisher``) and 
 
 from __future__ import annotations
 
+from functools import partial
+
 import falcon
 
 from eventpipe.contract import load_event_types
 from eventpipe.settings import Settings
 
-from .errors import V3, ZIDIUM, GatewayError, handle_gateway_error, handle_unexpected
+from .bodies import drain_body
+from .errors import V3, ZIDIUM, GatewayError, GatewayErrorHandler, handle_unexpected
 from .keystore import KeyStore
 from .metrics import Metrics
 from .openapi import document
@@ -62,5 +65,5 @@ def create_app(settings: Settings, keystore: KeyStore, publisher: Publisher, met
     app.add_route("/metrics", MetricsResource(metrics))
     app.add_route("/openapi.json", OpenAPIResource(document(settings, event_types)))
     app.add_error_handler(Exception, handle_unexpected)
-    app.add_error_handler(GatewayError, handle_gateway_error)
+    app.add_error_handler(GatewayError, GatewayErrorHandler(partial(drain_body, bound=settings.http_discard_bytes)))
     return app

@@ -7,34 +7,144 @@ from __future__ import annotations
 
 import binascii
 import io
-from typing import Any
+import zlib
+from typing import Any, Iterable, Iterator
 from urllib.parse import unquote_to_bytes
 
 import falcon
 from falcon.media.multipart import MultipartFormHandler, MultipartParseError, MultipartParseOptions
 
 from . import jsontext
-from .errors import BadRequest, TooLarge, UnsupportedMediaType
+from .errors import BadRequest, BodyNotReceived, TooLarge, UnsupportedEncoding, UnsupportedMediaType
 
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 JSON = "application/json"
 MAX_FORM_FIELDS = 100
+CODINGS = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
+READ_CHUNK = 64 * 1024
+GZIP_MAGIC = b"\x1f\x8b"
+INFLATE_STEP = 256 * 1024  # decompressed bytes per step: the most held besides the body itself
 
 
 def check_content_length(req: falcon.Request, resp: falcon.Response, resource: Any, params: dict) -> None:
-    """Falcon ``before`` hook: refuse a declared body over the limit before reading a byte of it."""
+    """Falcon ``before`` hook: refuse a declared body over the limit before reading a byte of it (the error handler
+    then reads and discards it, up to a bound, so that the client can read the 413)."""
     limit = resource.max_body_bytes
     if req.content_length is not None and req.content_length > limit:
         raise TooLarge(f"the body is {req.content_length} bytes; the limit is {limit} bytes")
 
 
+def content_coding(req: falcon.Request) -> str:
+    """The body's ``Content-Encoding``: ``''`` (none or identity), ``'gzip'`` or ``'deflate'``.
+
+    Raises UnsupportedEncoding (415) for any other coding, and for stacked codings (``gzip, gzip``)."""
+    raw = (req.get_header("Content-Encoding") or "").lower()
+    codings = [c.strip() for c in raw.split(",") if c.strip() and c.strip() != "identity"]
+    if not codings:
+        return ""
+    if len(codings) == 1 and codings[0] in CODINGS:
+        return CODINGS[codings[0]]
+    raise UnsupportedEncoding(f"content encoding {raw.strip()[:64]!r} is not supported; send the body as it is, "
+                               "or with Content-Encoding: gzip or deflate")
+
+
+def _wire_stream(req: falcon.Request) -> Any:
+    # Falcon's bounded_stream reads nothing of a body without Content-Length; the server's own input (gunicorn
+    # decodes chunked transfer) ends where the body ends.
+    return req.bounded_stream if req.content_length is not None else req.stream
+
+
+def _wire_chunks(req: falcon.Request, limit: int) -> Iterator[bytes]:
+    """The body as sent, in pieces, at most ``limit`` bytes in all. Raises TooLarge and BodyNotReceived."""
+    stream = _wire_stream(req)
+    total = 0
+    while True:
+        try:
+            chunk = stream.read(READ_CHUNK)
+        except OSError as exc:  # invalid input: the client stalled past its deadline or went away
+            raise BodyNotReceived(f"the body was not received: {exc or type(exc).__name__}") from None
+        if not chunk:
+            return
+        total += len(chunk)
+        if total > limit:
+            raise TooLarge(f"the body is over the limit of {limit} bytes")
+        yield chunk
+
+
 def read_body(req: falcon.Request, limit: int) -> bytes:
-    """The whole body, at most ``limit`` bytes (chunked bodies included). Blocks on the socket; raises TooLarge."""
-    data = req.bounded_stream.read(limit + 1)
-    if len(data) > limit:
-        raise TooLarge(f"the body is over the limit of {limit} bytes")
-    return data
+    """The whole body, decompressed, at most ``limit`` bytes both as sent and decompressed (chunked bodies
+    included). Blocks on the socket; raises TooLarge, UnsupportedMediaType, BadRequest or BodyNotReceived."""
+    coding = content_coding(req)
+    if not coding:
+        return b"".join(_wire_chunks(req, limit))
+    return inflate(_wire_chunks(req, limit), coding, limit)
+
+
+def _decompressor(coding: str, head: bytes) -> Any:
+    if coding == "gzip":
+        if not head.startswith(GZIP_MAGIC):
+            raise BadRequest("the body is not gzip data (Content-Encoding: gzip)")
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    # HTTP's "deflate" is the zlib format (RFC 9110 §8.4.1.2), but some clients send raw deflate: a zlib stream
+    # starts with a header whose method is 8 and whose first two bytes are a multiple of 31.
+    zlib_wrapped = len(head) >= 2 and head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0
+    return zlib.decompressobj(zlib.MAX_WBITS if zlib_wrapped else -zlib.MAX_WBITS)
+
+
+def inflate(chunks: Iterable[bytes], coding: str, limit: int) -> bytes:
+    """Decompress ``chunks`` (``coding`` 'gzip' or 'deflate'), never holding more than ``limit`` + 1 decompressed
+    bytes: each step produces at most INFLATE_STEP bytes and never more than is left below the limit, so a
+    "zip bomb" costs the limit in memory, not its decompressed size. Concatenated gzip members are one body.
+
+    Pure (but it drives ``chunks``). Raises TooLarge past the limit, BadRequest for data that is not valid."""
+    out = bytearray()
+    decoder = None
+    pending = b""  # the start of a stream, until there are enough bytes to recognise its header
+    try:
+        for chunk in chunks:
+            data = pending + chunk
+            pending = b""
+            while data:
+                if decoder is None:
+                    if len(data) < 2:
+                        pending = data
+                        break
+                    decoder = _decompressor(coding, data)
+                out += decoder.decompress(data, min(INFLATE_STEP, limit + 1 - len(out)))
+                if len(out) > limit:
+                    raise TooLarge(f"the body is over the limit of {limit} bytes once decompressed")
+                if decoder.eof:
+                    data, decoder = decoder.unused_data, None  # another gzip member may follow
+                    if data and coding == "deflate":
+                        raise BadRequest("the deflate body has data after its end")
+                else:
+                    data = decoder.unconsumed_tail  # what did not fit in this step
+    except zlib.error as exc:  # invalid input
+        raise BadRequest(f"the body cannot be decompressed ({coding}): {exc}") from None
+    if pending or (decoder is not None and not decoder.eof):
+        raise BadRequest(f"the {coding} body is truncated")
+    return bytes(out)
+
+
+def drain_body(req: falcon.Request, bound: int) -> bool:
+    """Read and discard what is left of the body, at most ``bound`` bytes, so that a client that writes its whole
+    body before reading (most HTTP libraries) reads the answer instead of a reset connection.
+
+    Blocks (each read within the client's deadline). Returns True when the body was read to its end."""
+    if req.content_length is not None and req.content_length > bound:
+        return False  # far beyond any limit: not worth reading, the connection is closed at once
+    stream = _wire_stream(req)
+    total = 0
+    try:
+        while total <= bound:
+            chunk = stream.read(READ_CHUNK)
+            if not chunk:
+                return True
+            total += len(chunk)
+    except OSError:  # invalid input: the client stalled or went away; closing is all that is left
+        return False
+    return False
 
 
 def media_type(req: falcon.Request) -> str:

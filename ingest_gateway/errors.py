@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, Callable
 
 import falcon
 
@@ -69,6 +69,19 @@ class UnsupportedMediaType(GatewayError):
     kind = "unsupported_media"
 
 
+class UnsupportedEncoding(UnsupportedMediaType):
+    """Invalid input: a Content-Encoding other than gzip or deflate (415 on every route, SPEC §1.1; the Zidium
+    route too, where a content type it cannot read stays HTTP 200 with Code 101 as Zidium's clients expect)."""
+
+    kind = "unsupported_encoding"
+
+
+class BodyNotReceived(GatewayError):
+    """Invalid input: the body did not arrive within the client's read deadline, or the connection broke (408)."""
+
+    kind = "not_received"
+
+
 class UnknownAction(GatewayError):
     """Invalid input: a Zidium action other than JoinEvents (Code 100)."""
 
@@ -121,6 +134,8 @@ V3_CODES: dict[str, tuple[int, int]] = {
     "invalid": (422, 3),
     "too_large": (413, 4),
     "unsupported_media": (415, 5),
+    "unsupported_encoding": (415, 5),
+    "not_received": (408, 1),
     "unknown_action": (404, 1),
     "zidium": (400, 1),
     "unavailable": (503, 7),
@@ -132,6 +147,8 @@ ZIDIUM_CODES: dict[str, tuple[int, int]] = {
     "invalid": (200, 101),
     "too_large": (413, 101),
     "unsupported_media": (200, 101),
+    "unsupported_encoding": (415, 101),
+    "not_received": (408, 101),
     "unknown_action": (200, 100),
     "zidium": (200, 1141),  # the code itself comes from the ZidiumError
     "unavailable": (503, 1190),
@@ -169,9 +186,25 @@ def render(req: falcon.Request, resp: falcon.Response, error: GatewayError) -> i
     return code
 
 
-def handle_gateway_error(req: falcon.Request, resp: falcon.Response, error: GatewayError, params: dict) -> None:
-    """Falcon error handler for every ``GatewayError``."""
-    render(req, resp, error)
+# Errors after which the rest of the request cannot be trusted to be read: the connection is closed after them.
+CLOSING_KINDS = frozenset({"too_large", "unsupported_media", "unsupported_encoding", "not_received"})
+
+
+class GatewayErrorHandler:
+    """Falcon error handler for every ``GatewayError``: renders it, then reads and discards what the client still
+    sends of its body with ``drain`` (``bodies.drain_body`` up to a bound: True when it read the body to its end),
+    so that a client that writes its whole body before reading gets to read the answer; after an error of
+    ``CLOSING_KINDS`` or a body not read to its end the connection is closed (``Connection: close``, which the
+    worker honours)."""
+
+    def __init__(self, drain: Callable[[falcon.Request], bool]) -> None:
+        self.drain = drain
+
+    def __call__(self, req: falcon.Request, resp: falcon.Response, error: GatewayError, params: dict) -> None:
+        render(req, resp, error)
+        drained = error.kind != "not_received" and self.drain(req)
+        if error.kind in CLOSING_KINDS or not drained:
+            resp.set_header("Connection", "close")
 
 
 def handle_unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, params: dict) -> None:

@@ -28,6 +28,13 @@ def document(settings: Settings, event_types: frozenset[str]) -> dict[str, Any]:
     """The OpenAPI document for these settings (limits and the configured event types are filled in)."""
     guid = {"type": "string", "format": "uuid"}
     retry_after = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
+    encoding_param = {"name": "Content-Encoding", "in": "header", "required": False,
+                      "description": "`gzip` or `deflate` (zlib or raw) to send the body compressed; the size limit "
+                                     f"({settings.max_body_bytes} bytes) applies to the decompressed body too. "
+                                     "Any other coding is a 415.",
+                      "schema": {"type": "string", "enum": ["gzip", "x-gzip", "deflate", "identity"]}}
+    slow = (f"The request did not arrive within {settings.http_read_timeout_s:g} s (head) plus its size at "
+            f"{settings.http_min_upload_bytes_per_s} bytes/s (body); the connection is closed")
     action_param = {"name": "action", "in": "path", "required": True,
                     "schema": {"type": "string", "example": "JoinEvents"}}
     date = {"type": "string", "format": "date-time", "example": "2016-04-30T23:25:43.511Z"}
@@ -55,6 +62,7 @@ def document(settings: Settings, event_types: frozenset[str]) -> dict[str, Any]:
                                    "event without a session also folds in the whole batch, so the same sessionless "
                                    "event from two devices stays two events. Send an `id` with sessionless events.",
                     "security": [{"apiKeyHeader": []}, {"bearer": []}, {}],
+                    "parameters": [encoding_param],
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -77,9 +85,12 @@ def document(settings: Settings, event_types: frozenset[str]) -> dict[str, Any]:
                                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/V3Ok"}}}},
                         "400": _v3_error("No data, not JSON, not an array, or an empty array", 1),
                         "401": _v3_error("Missing or unknown API key", 2),
-                        "413": _v3_error(f"Body over {settings.max_body_bytes} bytes or batch over "
-                                         f"{settings.max_events} events", 4),
-                        "415": _v3_error("Unsupported content type", 5),
+                        "408": _v3_error(slow, 1),
+                        "413": _v3_error(f"Body over {settings.max_body_bytes} bytes (as sent or decompressed) or "
+                                         f"batch over {settings.max_events} events; answered with Connection: "
+                                         "close once the body is read (up to "
+                                         f"{settings.http_discard_bytes} bytes; a larger one is cut off)", 4),
+                        "415": _v3_error("Unsupported content type or Content-Encoding", 5),
                         "422": _v3_error("One or more events invalid; details lists each; nothing accepted", 3),
                         "503": {**_v3_error(f"Kafka did not acknowledge within {settings.publish_timeout_s:g} s; "
                                             "retrying the same request is safe", 7), "headers": retry_after},
@@ -101,15 +112,17 @@ def document(settings: Settings, event_types: frozenset[str]) -> dict[str, Any]:
                                    "GUID), 1141 an unusable field, 1100 unknown component, 1151 StartDate too far "
                                    "ahead, 1002 invalid secret key. Kafka unavailable: HTTP 503, Code 1190, "
                                    "Retry-After. Dates in answers are yyyy-MM-ddTHH:mm:ss.SSSZ (24 characters).",
-                    "parameters": [action_param],
+                    "parameters": [action_param, encoding_param],
                     "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
                         {"$ref": "#/components/schemas/JoinEventsRequest"},
                         {"$ref": "#/components/schemas/ZidiumRequest"}]}}}},
                     "responses": {
                         "200": _zidium("Code 10 success, or a request-level code (100, 101, 1002, 1100, 1140, "
                                        "1141, 1151)"),
-                        "413": _zidium(f"Body over {settings.max_body_bytes} bytes or more than "
-                                       f"{settings.max_events} records (Code 101)"),
+                        "408": _zidium(f"{slow} (Code 101)"),
+                        "413": _zidium(f"Body over {settings.max_body_bytes} bytes (as sent or decompressed) or "
+                                       f"more than {settings.max_events} records (Code 101); Connection: close"),
+                        "415": _zidium("Unsupported Content-Encoding (Code 101)"),
                         "503": {**_zidium("Kafka (or, for component look-ups, ClickHouse) unavailable (Code 1190); "
                                           "retrying is safe"), "headers": retry_after},
                     },

@@ -1,4 +1,4 @@
-"""Serving the gateway with gunicorn (gthread): ``python -m ingest_gateway serve``.
+"""Serving the gateway with gunicorn (gthread, see ``worker.py``): ``python -m ingest_gateway serve``.
 
 The master process stays in the foreground.  Each worker builds its own app — and so its own Kafka producer —
 after the fork (``load()`` runs in the worker).  SIGTERM: the workers stop accepting, finish the requests
@@ -62,7 +62,8 @@ class GatewayServer(BaseApplication):
             "bind": f"{s.http_host}:{s.http_port}",
             "workers": s.gateway_workers,
             "threads": s.gateway_threads,
-            "worker_class": "gthread",
+            # gthread whose event loop reads each request before a thread serves it, with read deadlines.
+            "worker_class": "ingest_gateway.worker.GatewayWorker",
             "graceful_timeout": max(10, int(s.publish_timeout_s * 2) + 5),
             "timeout": max(30, int(s.publish_timeout_s * 3)),
             "keepalive": 5,

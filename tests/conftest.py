@@ -9,11 +9,26 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from eventpipe.settings import Settings
+
+CLUSTER_TESTS = Path(__file__).resolve().parent / "cluster"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--cluster", action="store_true",
+                     help="also run tests/cluster against the local cluster (make test-cluster passes it)")
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """tests/cluster needs the local cluster's servers, which `make test` does not start: only with --cluster."""
+    if collection_path == CLUSTER_TESTS and not config.getoption("--cluster"):
+        return True
+    return None
 
 
 @pytest.fixture(scope="session")

@@ -82,9 +82,10 @@ class ClickHouseDirectory:
             from clickhouse_driver import Client
 
             s = self.settings
+            failover = {"alt_hosts": s.clickhouse_alt_hosts} if s.clickhouse_alt_hosts else {}  # a cluster's replicas
             client = Client(host=s.clickhouse_host, port=s.clickhouse_port, user=s.clickhouse_user,
                             password=s.clickhouse_password, database=s.clickhouse_database,
-                            connect_timeout=self.timeout_s, send_receive_timeout=self.timeout_s)
+                            connect_timeout=self.timeout_s, send_receive_timeout=self.timeout_s, **failover)
             self._local.client = client
         return client
 

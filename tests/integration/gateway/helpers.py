@@ -78,7 +78,18 @@ def env_of(settings: Settings) -> dict[str, str]:
     return env
 
 
-def free_port() -> int:
+def free_port(settings: Settings | None = None) -> int:
+    """A free port for a gateway a test starts: the first free one from ``settings.http_port`` upwards when
+    EVENTPIPE_HTTP_PORT was set (engineers and CI jobs sharing a machine keep to their own ranges), else one the
+    system picks."""
+    if settings is not None and settings.http_port != Settings.http_port:
+        for port in range(settings.http_port, settings.http_port + 200):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:  # taken (or in TIME_WAIT): try the next one
+                    continue
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

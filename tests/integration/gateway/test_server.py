@@ -36,7 +36,7 @@ class Served:
 
 @pytest.fixture
 def served(topics_settings: Settings, tmp_path: Path) -> Iterator[Served]:
-    settings = dataclasses.replace(topics_settings, home=str(tmp_path), keys_file="", http_port=free_port(),
+    settings = dataclasses.replace(topics_settings, home=str(tmp_path), keys_file="", http_port=free_port(topics_settings),
                                    gateway_workers=2, gateway_threads=4, publish_timeout_s=3.0)
     env = env_of(settings)
     subprocess.run([sys.executable, "-m", "ingest_gateway", "keys", "ensure-demo", str(tmp_path / "demo_api_key")],

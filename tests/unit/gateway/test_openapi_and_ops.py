@@ -26,7 +26,10 @@ def test_openapi_document_matches_the_routes(client) -> None:
 def test_openapi_documents_every_v3_code_and_the_configured_types(client, gw_settings) -> None:
     doc = client.simulate_get("/openapi.json").json
     responses = doc["paths"]["/v3/events"]["post"]["responses"]
-    assert set(responses) == {"200", "400", "401", "413", "415", "422", "503"}
+    assert set(responses) == {"200", "400", "401", "408", "413", "415", "422", "503"}
+    for route in ("/v3/events", "/api/{action}"):  # compressed bodies on both routes (SPEC §1.1)
+        params = doc["paths"][route]["post"]["parameters"]
+        assert {"gzip", "deflate"} <= set(next(p for p in params if p["name"] == "Content-Encoding")["schema"]["enum"])
     assert "APPSTART" in doc["components"]["schemas"]["Event"]["properties"]["type"]["enum"]
     assert doc["components"]["schemas"]["Event"]["properties"]["entities"]["maxItems"] == gw_settings.max_entities
 
