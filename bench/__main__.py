@@ -9,7 +9,9 @@ Phases, each bounded in time and each with its own topics (``bench_<run>_<phase>
                anchor C is ClickHouse's Kafka engine draining the same events as JSONEachRow;
 4. end to end — the whole pipeline's maximum (gateway and workers running together, closed loop), then the
                gateway paced at half of it, HTTP 200 → row in ``sessions_final``;
-5. memory    — peak RSS of a SessionPairer holding 1 000 000 open sessions.
+5. memory    — peak RSS of a SessionPairer holding 1 000 000 open sessions;
+6. recovery  — the real sessions and joins workers holding 1 000 000 open keys each: peak RSS, then kill -9 and
+               restart → time until consuming again, split into waiting for assignment and restoring state.
 
 Not part of the default run (minutes of hostile traffic; ``--only soak``, ``make soak``):
 
@@ -39,7 +41,7 @@ from typing import Any, Callable
 
 from eventpipe.settings import REPO_ROOT, Settings, SettingsError
 
-from . import e2e, gateway, producers, report, sinks, soak
+from . import e2e, gateway, producers, recovery, report, sinks, soak
 from .harness import (BenchConfig, BenchError, Processes, python_module, replace, run_json, run_parallel, say)
 from .workload import Workload, WorkloadConfig, batches, json_row
 
@@ -267,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="also profile the gateway and the workers with pyinstrument (slower figures)")
     parser.add_argument("--only", default="", help="comma-separated phases to run (producers, gateway, consumers, "
-                        "e2e, memory, soak); default all but soak")
+                        "e2e, memory, recovery, soak); default all but soak")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args(argv)
     try:
@@ -347,6 +349,14 @@ def default_phases(run: Run) -> None:
     n_sessions = cfg.count(cfg.memory_sessions, 10_000)
     r["memory"] = run.phase("memory", lambda: run_json(python_module("bench.memory", str(n_sessions)), None,
                                                        timeout_s=600))
+    r["recovery"] = run.phase("recovery", lambda: run_recovery(run))
+
+
+def run_recovery(run: Run) -> dict[str, Any]:
+    n = run.cfg.count(run.cfg.memory_sessions, 10_000)
+    return {worker: recovery.measure(run.procs, run.settings(f"rec_{worker}", database=True), worker, n,
+                                     timeout_s=max(120.0, n / 2_000))
+            for worker in ("sessions", "joins")}
 
 
 if __name__ == "__main__":

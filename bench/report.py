@@ -76,6 +76,17 @@ def table(r: dict[str, Any]) -> str:
         if s.get("sessions"):
             rows.append(("(info) sessions worker peak RSS after the consumer phase (MB)",
                          _n(s["sessions"].get("peak_rss_mb"), 0), "", "", "", ""))
+    for worker, what in (("sessions", "open sessions"), ("joins", "open join windows")):
+        x = (r.get("recovery") or {}).get(worker)
+        if not x:
+            continue
+        rows.append((f"peak RSS, real {worker} worker holding {_n(x['open_keys'])} {what} (MB)",
+                     _n(x["peak_rss_mb"], 0), "target", "300", _ratio(x["peak_rss_mb"], 300.0), "≤ 300 MB"))
+        rows.append((f"{worker} worker, kill -9 + restart → consuming again (s): assignment "
+                     f"{_n(x['assignment_s'], 1)} + restore {_n(x['restore_s'], 1)}, then one flush",
+                     _n(x["consuming_s"], 1), "target", "5.0", _ratio(x["consuming_s"], 5.0), "≤ 5 s"))
+        rows.append((f"(info) {worker} worker peak RSS after the restart, restoring (MB)",
+                     _n(x["restart_peak_rss_mb"], 0), "", "", "", ""))
     k = r.get("soak") or {}
     if k:
         rows.append((f"soak: {_n(k['requests'])} mixed valid, invalid and hostile requests, 5xx other than 503",

@@ -8,8 +8,11 @@ environment (``eventpipe/settings.py``); the flags below override it for this pr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import logging
+import os
+import socket
 import sys
 
 from eventpipe.settings import Settings, SettingsError
@@ -48,6 +51,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def resolve_instance_id(settings: Settings, asked_port: int, bound_port: int) -> str:
+    """``auto`` → ``HOST:PORT`` when the /metrics port was set and we got it: a port is bound by one live process
+    at a time (so two instances on a host never share an id and fence each other), and the same instance restarted
+    gets the same port back (a killed process's listening socket is gone at once). A free port picked by chance
+    (0, or the asked one was busy) would differ at the next start: dynamic membership then."""
+    value = settings.consumer_instance_id
+    if value != "auto":
+        return value
+    return f"{socket.gethostname()}:{bound_port}" if asked_port and asked_port == bound_port else "off"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     overrides = {k: v for k, v in (("batch_rows", args.batch_rows), ("batch_seconds", args.batch_seconds))
@@ -59,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.setup(args.worker, settings.log_level)
 
+    # clickhouse-driver builds a table of every date 1900..2299 both ways when imported (26 MB of RSS in each
+    # worker); lazily it builds the few dates a worker meets. Its variable's spelling is the library's.
+    os.environ.setdefault("CLICKHOUSE_DRIVER_LASY_DATE_LUT", "1970-01-01:1970-01-01")
     # imported here so `--help` works without the I/O libraries
     from .clickhouse_io import ClickHouseStore
     from .kafka_io import dead_letters
@@ -67,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     port = settings.consumer_metrics_port if args.metrics_port is None else args.metrics_port
     bound = metrics.serve(port, args.metrics_host)
     log.info("metrics listening", extra={"port": bound, "url": f"http://{args.metrics_host}:{bound}/metrics"})
+    settings = dataclasses.replace(settings, consumer_instance_id=resolve_instance_id(settings, port, bound))
+    log.info("group membership", extra={"instance_id": settings.consumer_instance_id})
     processor = WORKERS[args.worker](settings)
     try:
         worker = Worker(settings, processor, ClickHouseStore(settings), dead_letters(settings))

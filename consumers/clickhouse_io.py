@@ -7,6 +7,7 @@ restarting, overloaded, tables not there yet: the worker pauses and retries with
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from typing import Iterable, Sequence
@@ -20,9 +21,11 @@ from clickhouse_driver.errors import (NetworkError, PartiallyConsumedQueryError,
 from eventpipe.settings import Settings
 
 from .errors import Unavailable
-from .state import CHECKPOINT_KEY, STATE_COLUMNS, Restored, restored_from_rows
+from .state import CHECKPOINT_KEY, STATE_COLUMNS, Checkpoint, Restored
 
 log = logging.getLogger(__name__)
+
+SNAPSHOT_BLOCK = 50_000  # rows per INSERT of a compaction snapshot: bounds the memory it takes
 
 # Server error codes that mean "try again later", not "your query is wrong".
 TRANSIENT_CODES = {
@@ -83,6 +86,8 @@ class ClickHouseStore:
         self.state_write_settings = {**DISTRIBUTED_WRITE, "insert_quorum": settings.clickhouse_state_quorum,
                                      "insert_quorum_timeout": QUORUM_TIMEOUT_MS} if settings.clustered else {}
         self.state_read_settings = CONSISTENT_READ if settings.clustered else {}
+        # compaction deletes with ALTER TABLE … DELETE, which a Distributed table does not take: not on a cluster
+        self.can_compact = not settings.clustered
 
     def _execute(self, query: str, params: object = None, **kwargs: object) -> list:
         try:
@@ -120,28 +125,74 @@ class ClickHouseStore:
         return self.insert("consumer_state", STATE_COLUMNS, rows, one_block=True, extra=self.state_write_settings)
 
     def load_state(self, group: str, topic: str, partition: int) -> Restored:
-        """The latest row per key of one partition. Blocks; raises Unavailable."""
-        rows = self._execute(
-            "SELECT key, argMax(state, version), argMax(deleted, version) FROM consumer_state "
-            "WHERE consumer_group = %(g)s AND topic = %(t)s AND partition = %(p)s "
-            "GROUP BY key HAVING argMax(deleted, version) = 0",
-            {"g": group, "t": topic, "p": partition}, settings={"strings_as_bytes": True, **self.state_read_settings})
-        return restored_from_rows(rows)
-
-    def load_tombstones(self, group: str, topic: str, lookups: dict[int, list[str]]) -> dict[int, list[bytes]]:
-        """The tombstones of evicted keys, per partition: the latest row of each key in ``lookups`` when it is a
-        delete that kept its state. One query per partition (a primary-key range each). Blocks; raises
+        """The latest row per key of one partition, at or above its compaction floor (state.py). Blocks; raises
         Unavailable."""
+        where = "consumer_group = %(g)s AND topic = %(t)s AND partition = %(p)s"
+        params = {"g": group, "t": topic, "p": partition}
+        # the floor is the largest any checkpoint row carries: a stale writer's older checkpoint cannot lower it
+        ((raw, floor, found),) = self._execute(
+            f"SELECT argMax(state, version), max(visitParamExtractUInt(state, 'floor')), count() "
+            f"FROM consumer_state WHERE {where} AND key = ''", params,
+            settings={"strings_as_bytes": True, **self.state_read_settings})
+        read = self.client.last_query.progress.rows
+        states = self._execute(
+            f"SELECT argMax(state, version) FROM consumer_state WHERE {where} AND key != '' "
+            f"AND version >= %(floor)s GROUP BY key HAVING argMax(deleted, version) = 0",
+            {**params, "floor": floor}, settings={"strings_as_bytes": True, **self.state_read_settings}, columnar=True)
+        read += self.client.last_query.progress.rows
+        checkpoint = None
+        if found:
+            last = Checkpoint.decode(raw)
+            checkpoint = Checkpoint(last.watermark, last.next_offset, floor)
+        return Restored(checkpoint=checkpoint, states=tuple(states[0]) if states else (), rows_read=read)
+
+    def load_tombstones(self, group: str, topic: str, lookups: dict[int, list[str]],
+                        floors: dict[int, int]) -> dict[int, list[bytes]]:
+        """The tombstones of evicted keys, per partition: the latest row (at or above the partition's compaction
+        floor) of each key in ``lookups`` when it is a delete that kept its state. One query per partition (a
+        primary-key range each). Blocks; raises Unavailable."""
         found: dict[int, list[bytes]] = {}
         for partition, keys in lookups.items():
             rows = self._execute(
                 "SELECT argMax(state, version) AS s FROM consumer_state "
                 "WHERE consumer_group = %(g)s AND topic = %(t)s AND partition = %(p)s AND key IN %(keys)s "
-                "GROUP BY key HAVING argMax(deleted, version) = 1 AND s != ''",
-                {"g": group, "t": topic, "p": partition, "keys": tuple(keys)},
+                "AND version >= %(floor)s GROUP BY key HAVING argMax(deleted, version) = 1 AND s != ''",
+                {"g": group, "t": topic, "p": partition, "keys": tuple(keys), "floor": floors.get(partition, 0)},
                 settings={"strings_as_bytes": True, **self.state_read_settings})
             found[partition] = [row[0] for row in rows]
         return found
+
+    def all_tombstones(self, group: str, topic: str, partition: int, floor: int) -> list[tuple[str, bytes]]:
+        """Every ``(key, tombstone)`` of one partition at or above ``floor`` (what a compaction must consider
+        keeping). Blocks; raises Unavailable."""
+        rows = self._execute(
+            "SELECT key, argMax(state, version) AS s FROM consumer_state "
+            "WHERE consumer_group = %(g)s AND topic = %(t)s AND partition = %(p)s AND key != '' "
+            "AND version >= %(floor)s GROUP BY key HAVING argMax(deleted, version) = 1 AND s != ''",
+            {"g": group, "t": topic, "p": partition, "floor": floor},
+            settings={"strings_as_bytes": True, **self.state_read_settings})
+        return [(key.decode("utf-8", "surrogatepass"), state) for key, state in rows]
+
+    def compact(self, group: str, topic: str, partition: int, live: Iterable[tuple[str, bytes]],
+                tombstones: Iterable[tuple[str, bytes]], checkpoint: Checkpoint) -> int:
+        """Write the snapshot of one partition — ``live`` states and the ``tombstones`` still needed, all with
+        version ``checkpoint.floor`` — in blocks of ``SNAPSHOT_BLOCK`` rows, then ``checkpoint`` (which raises the
+        floor) on its own, then ask ClickHouse to delete the rows below the floor: a mutation, asynchronous, and
+        never read again whether done or not (see state.py). Snapshot rows without their checkpoint (a crash in
+        between) are copies of states as of the floor, superseded like any other row. Returns the snapshot's
+        rows. Blocks; raises Unavailable."""
+        v, written = checkpoint.floor, 0
+        rows = itertools.chain(((group, topic, partition, key, state, v, 0) for key, state in live),
+                               ((group, topic, partition, key, state, v, 1) for key, state in tombstones))
+        while block := list(itertools.islice(rows, SNAPSHOT_BLOCK)):
+            self.insert("consumer_state", STATE_COLUMNS, block, extra=self.state_write_settings)
+            written += len(block)
+        self.insert("consumer_state", STATE_COLUMNS,
+                    [(group, topic, partition, CHECKPOINT_KEY, checkpoint.encode(), checkpoint.next_offset, 0)],
+                    extra=self.state_write_settings)
+        self._execute("ALTER TABLE consumer_state DELETE WHERE consumer_group = %(g)s AND topic = %(t)s "
+                      "AND `partition` = %(p)s AND version < %(v)s", {"g": group, "t": topic, "p": partition, "v": v})
+        return written
 
     def close(self) -> None:
         self.client.disconnect()

@@ -18,8 +18,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from eventpipe.codec import DEAD_LETTER
 from eventpipe.settings import Settings
 
-from .errors import LostPartitions, Unavailable
-from .kafka_io import reachable
+from .errors import Fenced, LostPartitions, Unavailable
+from .kafka_io import instance_id, reachable
 from .processors import Message
 
 log = logging.getLogger(__name__)
@@ -43,13 +43,19 @@ class ConfluentSource:
         self.topic = topic
         if not reachable(settings.kafka_bootstrap):
             raise Unavailable(f"Kafka at {settings.kafka_bootstrap} does not accept connections")
+        static = instance_id(settings)
         self.consumer = Consumer({
             "bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "client.id": group,
+            **({"group.instance.id": static} if static else {}),
             "enable.auto.commit": False, "auto.offset.reset": "earliest", "enable.partition.eof": False,
             "partition.assignment.strategy": "range",
             "session.timeout.ms": settings.consumer_session_timeout_ms,
             "heartbeat.interval.ms": max(500, settings.consumer_session_timeout_ms // 5),
             "max.poll.interval.ms": 600_000,
+            # librdkafka pre-fetches up to 64 MB (and 100 000 records a partition) by default: 46 MB of the
+            # sessions worker's peak RSS at 1 M open sessions (bench recovery phase). 8 MB still holds several
+            # batches of EVENTPIPE_BATCH_ROWS records of a few hundred bytes.
+            "queued.max.messages.kbytes": 8192, "queued.min.messages": 10_000,
             "reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 1_000,
             "error_cb": _log_error, "logger": log,
         })
@@ -74,12 +80,16 @@ class ConfluentSource:
         """Records of unpaused partitions, in offset order per partition. Blocks up to ``timeout_s``."""
         try:
             records = self.consumer.consume(num_messages=max_records, timeout=timeout_s)
-        except KafkaException as exc:  # transient: librdkafka reconnects by itself
+        except KafkaException as exc:  # transient (librdkafka reconnects by itself), unless fatal: fenced
+            if exc.args[0].fatal():
+                raise Fenced(f"poll: {exc}") from None
             raise Unavailable(f"poll: {exc}") from None
         out = []
         for r in records:
             error = r.error()
             if error is not None:  # a report about the fetch, not a record: the others of this poll are kept
+                if error.fatal():  # librdkafka reports fencing (FENCED_INSTANCE_ID) here: the consumer is dead
+                    raise Fenced(f"poll: {error.str()}")
                 log.warning("Kafka fetch: %s", error.str())
                 continue
             out.append(Message(topic=r.topic(), partition=r.partition(), offset=r.offset(),

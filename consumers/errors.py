@@ -10,3 +10,8 @@ class Unavailable(Exception):
 class LostPartitions(Exception):
     """A commit was refused because the group rebalanced: the partitions belong to someone else now. Not an
     error for the data — it is in ClickHouse, and the next owner resumes from the checkpoint or replays."""
+
+
+class Fenced(Exception):
+    """Kafka fenced this consumer for good: another live process joined with its ``group.instance.id``. Not
+    transient — the process exits (crashes loudly) rather than retry against an identity it no longer owns."""

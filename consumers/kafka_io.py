@@ -56,6 +56,14 @@ def reachable(bootstrap: str, timeout_s: float = 2.0) -> bool:
     return False
 
 
+def instance_id(settings: Settings) -> str | None:
+    """The ``group.instance.id`` to join with (None: dynamic membership). ``auto`` is resolved by
+    ``consumers.__main__`` once the /metrics port is bound; left unresolved (a Worker built in-process) it means
+    dynamic."""
+    value = settings.consumer_instance_id
+    return None if value in ("", "auto", "off") else value
+
+
 def source_factory(settings: Settings) -> SourceFactory:
     """The configured client's ``Source`` class (called as ``factory(settings, group, topic, on_assigned,
     on_revoked)``, which joins the group). Raises SettingsError when that client cannot be imported."""

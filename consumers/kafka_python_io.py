@@ -20,7 +20,7 @@ from eventpipe.codec import DEAD_LETTER
 from eventpipe.settings import Settings
 
 from .errors import LostPartitions, Unavailable
-from .kafka_io import reachable
+from .kafka_io import instance_id, reachable
 from .processors import Message
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class KafkaPythonSource:
         try:
             self.consumer = KafkaConsumer(
                 bootstrap_servers=settings.kafka_bootstrap, group_id=group, client_id=f"{group}",
+                group_instance_id=instance_id(settings),
                 enable_auto_commit=False, auto_offset_reset="earliest",
                 session_timeout_ms=settings.consumer_session_timeout_ms,
                 heartbeat_interval_ms=max(500, settings.consumer_session_timeout_ms // 5),

@@ -19,14 +19,14 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 from eventpipe.codec import DEAD_LETTER, EVENT, JOIN_RECORD, DecodeError
 from eventpipe.settings import Settings
 
 from . import rules
 from .joins import JoinConfig, JoinRecord, JoinWindows
-from .sessions import SessionConfig, SessionEvent, SessionPairer
+from .sessions import SessionConfig, SessionEvent, SessionPairer, tombstone_needed
 from .state import Restored
 
 MAX_DATETIME = 2**32 - 1  # ClickHouse DateTime is UInt32 seconds
@@ -77,6 +77,9 @@ class Processor(Protocol):
     def revoke(self, partition: int) -> None: ...
     def watermark(self, partition: int) -> int: ...
     def open_keys(self) -> int: ...
+    # stateful processors only (the worker compacts their state):
+    def snapshot(self, partition: int) -> Iterator[tuple[str, bytes]]: ...
+    def tombstone_needed(self, partition: int, tombstone: bytes) -> bool: ...
 
 
 def ms(value: datetime) -> int:
@@ -219,6 +222,14 @@ class Stateful(NoLookups):
     def open_keys(self) -> int:
         return sum(len(m) for m in self.machines.values())
 
+    def snapshot(self, partition: int) -> Iterator[tuple[str, bytes]]:
+        """Every live state of a partition's machine, as persisted (for compacting ``consumer_state``)."""
+        return self.machines[partition].snapshot()
+
+    def tombstone_needed(self, partition: int, tombstone: bytes) -> bool:
+        """Whether compaction must keep an evicted key's tombstone (joins keep none; sessions override)."""
+        return True
+
     def apply(self, message: Message, item: Any, to_row: Any) -> Outcome:
         machine = self.machines[message.partition]
         late = machine.dropped_late
@@ -266,6 +277,9 @@ class SessionsWorker(Stateful):
 
     def recall(self, partition: int, keys: list[str], tombstones: list[bytes]) -> None:
         self.machines[partition].recall(keys, tombstones)
+
+    def tombstone_needed(self, partition: int, tombstone: bytes) -> bool:
+        return tombstone_needed(tombstone, self.machines[partition].watermark, self.config)
 
     def persisted(self) -> None:
         for machine in self.machines.values():

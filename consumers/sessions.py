@@ -67,7 +67,7 @@ from typing import Generic, TypeVar
 from .keys import split_key, strings_key
 
 __all__ = ["Change", "RecallRequired", "SessionConfig", "SessionEvent", "SessionPairer", "SessionRow",
-           "state_key"]
+           "state_key", "tombstone_needed"]
 
 START, UPDATE, END = "START", "UPDATE", "END"
 OPEN, CLOSED, TIMED_OUT, ORPHAN = "open", "closed", "timed_out", "orphan"
@@ -182,7 +182,7 @@ class SessionPairer:
         self._recalled: dict[str, bytes | None] = {}
         self.dropped_late = 0  # events too late for pairing (see module docstring); a metric for the shell
         for blob in states:
-            key, value = _decode(blob)
+            key, value = _decode(blob, check_key=False)  # restore: a million keys, written by _encode
             offset, start, end, first, last, _, flags = _HDR.unpack_from(value)
             due = self._deadline(start, end, first, last, flags, watermark)  # <= watermark only if already evictable
             self._state[key] = _HDR.pack(offset, start, end, first, last, due, flags) + value[_HDR_SIZE:]
@@ -420,6 +420,18 @@ def _apply(value: bytes, event: SessionEvent, offset: int) -> bytes | None:
     return _HDR.pack(offset, start, end, first, last, due, flags) + digests
 
 
+def tombstone_needed(tombstone: bytes, watermark: int, config: SessionConfig) -> bool:
+    """Whether an evicted key's tombstone (``Change.tombstone``) must still be kept at ``watermark`` — what
+    compacting ``consumer_state`` asks. A late UPDATE/END joins it only if it lies within ``late_horizon_s`` of the
+    key's last event, and any event ``retention_s`` below the watermark is dropped before a look-up: past
+    ``last + late_horizon_s + retention_s`` no event can join it any more. (One that lies beyond the horizon was
+    ignored because of the tombstone; once it is gone, such an event starts a new key, like a session id never
+    seen.) Raises ValueError on a corrupt tombstone."""
+    _, value = _decode(tombstone, check_key=False)
+    last = _HDR.unpack_from(value)[4]
+    return watermark < last + config.late_horizon_s + config.retention_s
+
+
 def _make_row(key: str, visible: tuple[str, int | None, int | None, int | None, int], version: int) -> SessionRow:
     account_id, session, type_ = split_key(key)
     status, start, end, duration, updates = visible
@@ -436,7 +448,9 @@ def _encode(key: str, value: bytes) -> bytes:
     return b"".join((_KEYLEN.pack(_FORMAT, len(raw)), raw, value[:_SCHED.start], _NO_SCHED, value[_SCHED.stop:]))
 
 
-def _decode(blob: bytes) -> tuple[str, bytes]:
+def _decode(blob: bytes, check_key: bool = True) -> tuple[str, bytes]:
+    """``check_key=False`` skips parsing the key's JSON (the most of the cost; a restore of 1 M keys spends
+    seconds on it): for states this module wrote itself, whose framing is still checked."""
     try:
         fmt, n = _KEYLEN.unpack_from(blob)
         if fmt != _FORMAT:
@@ -446,9 +460,10 @@ def _decode(blob: bytes) -> tuple[str, bytes]:
         value = bytes(blob[start + n:])
         if len(value) < _HDR_SIZE or (len(value) - _HDR_SIZE) % 8:
             raise ValueError("truncated session state")
-        fields = json.loads(key)
-        if not (isinstance(fields, list) and len(fields) == 3 and all(isinstance(f, str) for f in fields)):
-            raise ValueError("session state key is not [account_id, session, type]")
+        if check_key:
+            fields = json.loads(key)
+            if not (isinstance(fields, list) and len(fields) == 3 and all(isinstance(f, str) for f in fields)):
+                raise ValueError("session state key is not [account_id, session, type]")
     except (struct.error, UnicodeDecodeError) as exc:  # invalid input: corrupt persisted state
         raise ValueError(f"corrupt session state: {exc}") from exc
     return key, value

@@ -29,48 +29,72 @@ the same atomic insert, so the restored machine is exactly the one that had cons
 checkpoint rather than the (older) committed offset. On revocation the worker flushes and commits, then drops
 the machine; if the flush cannot be done (ClickHouse down), the batch is dropped uncommitted and the next owner
 replays it from the checkpoint.
+
+**Fencing** (a worker that stalls — SIGSTOP, a long GC, a frozen VM — loses its partitions and wakes up still
+writing; ``tests/integration/consumers/test_recovery.py``). Nothing stops it from writing: its Kafka commit is
+refused, but its rows and state reach ClickHouse first. They are harmless because a machine is a function of the
+partition's records in offset order, and every row's version is the offset whose processing produced it: the
+row a stale writer writes with version v is the very row any owner writes with version v (same content), and
+each key's newest row — the one restore reads — is at least as new as anything the stale writer knew. A stale
+checkpoint loses the same way (its version is its next offset). So the stale writer can add rows, never move a
+key backwards; what this relies on is that no row is ever versioned by anything but the offset (wall-clock
+versions would let a stale write win) and that restore reads nothing below the compaction floor (below).
+
+**Compaction.** Without it every key a partition ever had keeps rows, and restore reads them all. When a
+partition's rows written since its last compaction exceed twice its live keys (and ``COMPACT_MIN_ROWS``), the
+owner, right after a flush (state as of ``next_offset``), writes a *snapshot*: every live key's state and every
+tombstone still needed (sessions: a late UPDATE/END can still reach it, see ``tombstone_needed`` in sessions.py),
+all with version ``V = next_offset − 1``, then — only once all of them are in — a checkpoint with ``floor = V``
+(snapshot rows without it, after a crash, are copies of states as of V, superseded like any row). Restore and
+tombstone look-ups read only rows with ``version >= floor`` (``floor`` = the largest any checkpoint row of the
+partition carries, so a stale checkpoint cannot lower it); then an ``ALTER TABLE … DELETE`` removes the rows below
+``V``. Version V is safe for snapshot rows: the state of a key after offset V is its newest row's content, and a
+key that changed at V has a row of version V with the same content. Rows below the floor are never read, so
+it does not matter when (ClickHouse 18.16 mutations run asynchronously, part by part) or whether the delete gets
+done, nor that a stale writer adds rows below it later: no compaction can bring an older version back.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Iterable
 
 CHECKPOINT_KEY = ""
 STATE_COLUMNS = ("consumer_group", "topic", "partition", "key", "state", "version", "deleted")
+COMPACT_MIN_ROWS = 100_000  # a partition with fewer rows written since its last compaction is left alone
 
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     watermark: int
     next_offset: int
+    floor: int = 0  # rows below this version are garbage (see Compaction above); 0: never compacted
 
     def encode(self) -> bytes:
-        return json.dumps({"watermark": self.watermark, "next_offset": self.next_offset}).encode()
+        # compact JSON: ClickHouse reads "floor" with visitParamExtractUInt, which wants no space after the colon
+        return json.dumps({"watermark": self.watermark, "next_offset": self.next_offset, "floor": self.floor},
+                          separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, raw: bytes) -> "Checkpoint":
         """Raises ValueError/KeyError on a row that is not a checkpoint (a bug or a hand-edited table)."""
         data = json.loads(raw)
-        return cls(watermark=int(data["watermark"]), next_offset=int(data["next_offset"]))
+        return cls(watermark=int(data["watermark"]), next_offset=int(data["next_offset"]),
+                   floor=int(data.get("floor", 0)))
 
 
 @dataclass(frozen=True, slots=True)
 class Restored:
-    """What ``consumer_state`` holds for one partition: live states and the checkpoint (None: never written)."""
+    """What ``consumer_state`` holds for one partition: live states and the checkpoint (None: never written),
+    and how many rows ClickHouse read to find them (what compaction keeps flat)."""
 
     checkpoint: Checkpoint | None
     states: tuple[bytes, ...]
+    rows_read: int = 0
 
 
-def restored_from_rows(rows: Iterable[tuple[bytes, bytes, int]]) -> Restored:
-    """Build ``Restored`` from ``(key, latest state, latest deleted)`` rows of one partition."""
-    checkpoint = None
-    states = []
-    for key, state, deleted in rows:
-        if key == CHECKPOINT_KEY.encode():
-            checkpoint = Checkpoint.decode(state)
-        elif not deleted:
-            states.append(state)
-    return Restored(checkpoint=checkpoint, states=tuple(states))
+def compaction_due(rows_since: int, live_keys: int, minimum: int = COMPACT_MIN_ROWS) -> bool:
+    """Whether a partition that wrote ``rows_since`` state rows since its last compaction (or restore) and holds
+    ``live_keys`` should be compacted now: the snapshot costs ``live_keys`` rows, so doing it once the garbage
+    outweighs twice that keeps the table within a few times the live state, at a bounded cost per row written."""
+    return rows_since >= max(minimum, 2 * live_keys)

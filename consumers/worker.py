@@ -25,7 +25,7 @@ from .errors import LostPartitions, Unavailable
 from . import kafka_io
 from .kafka_io import DeadLetters, Source, SourceFactory
 from .processors import Processor
-from .state import Checkpoint
+from .state import COMPACT_MIN_ROWS, Checkpoint, compaction_due
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,10 @@ class Worker:
         self.unrestored: set[int] = set()           # assigned, paused until their state is restored
         self.positions: dict[int, int] = {}         # next offset to read, for the lag gauge
         self.uncommitted: dict[int, tuple[int, str]] = {}  # written to ClickHouse, commit still to do
+        self.floors: dict[int, int] = {}            # compaction floor per partition (state.py)
+        self.garbage: dict[int, int] = {}           # state rows written (or found stale) since then
+        self.live: dict[int, int] = {}              # live states at the last restore or compaction
+        self.compact_min_rows = COMPACT_MIN_ROWS    # (tests compact far more often)
         self.write_backoff, self.restore_backoff = Backoff(), Backoff()
         self.write_retry_at = self.restore_retry_at = 0.0
         self.paused = False
@@ -119,7 +123,7 @@ class Worker:
         if not lookups:
             return True
         try:
-            found = self.store.load_tombstones(self.group, self.processor.topic, lookups)
+            found = self.store.load_tombstones(self.group, self.processor.topic, lookups, self.floors)
         except Unavailable as exc:
             first: dict[int, int] = {}
             for message in messages:
@@ -176,7 +180,8 @@ class Worker:
                 self.publisher.send_all(batch.dead_letters)
                 batch.letters_sent = True
             step = "state"
-            checkpoints = {p: Checkpoint(proc.watermark(p), n) for p, n in batch.next_offset.items()}
+            checkpoints = {p: Checkpoint(proc.watermark(p), n, self.floors.get(p, 0))
+                           for p, n in batch.next_offset.items()}
             if proc.stateful and not batch.state_written:
                 changes = [(p, key, *value) for (p, key), value in batch.states.items()]
                 seconds = self.store.write_state(self.group, proc.topic, changes,
@@ -185,6 +190,8 @@ class Worker:
                 metrics.INSERT_SECONDS.labels(self.name, "consumer_state").observe(seconds)
                 batch.state_written = True
                 proc.persisted()  # tombstones of keys evicted so far can be looked up in ClickHouse now
+                for p, _key in batch.states:
+                    self.garbage[p] = self.garbage.get(p, 0) + 1
         except Unavailable as exc:
             self.write_failed(step, exc)
             return False
@@ -199,7 +206,34 @@ class Worker:
         if self.paused:
             self.set_paused(False)
         self.commit({p: (c.next_offset, f'{{"watermark":{c.watermark}}}') for p, c in checkpoints.items()})
+        if proc.stateful and self.store.can_compact:
+            for p, c in checkpoints.items():
+                if compaction_due(self.garbage.get(p, 0), self.live.get(p, 0), self.compact_min_rows):
+                    self.compact(p, c)
         return True
+
+    def compact(self, partition: int, checkpoint: Checkpoint) -> None:
+        """Snapshot the partition's state as of ``checkpoint`` (just written) and drop what lies below it (see
+        Compaction in state.py). A failure is left for a later flush to try again. Blocks on ClickHouse."""
+        proc, floor = self.processor, checkpoint.next_offset - 1
+        if floor <= self.floors.get(partition, 0):
+            return
+        try:
+            kept = [(key, t) for key, t in self.store.all_tombstones(self.group, proc.topic, partition,
+                                                                     self.floors.get(partition, 0))
+                    if proc.tombstone_needed(partition, t)]
+            started = self.clock.time()
+            rows = self.store.compact(self.group, proc.topic, partition, proc.snapshot(partition), kept,
+                                      Checkpoint(checkpoint.watermark, checkpoint.next_offset, floor))
+        except Unavailable as exc:
+            metrics.FAILURES.labels(self.name, "compact").inc()
+            log.warning("compacting state failed; a later flush tries again", extra={"partition": partition,
+                                                                                      "error": str(exc)})
+            return
+        self.floors[partition], self.garbage[partition], self.live[partition] = floor, 0, rows
+        log.info("state compacted", extra={"partition": partition, "floor": floor, "rows": rows,
+                                           "tombstones": len(kept),
+                                           "seconds": round(self.clock.time() - started, 3)})
 
     def commit(self, offsets: dict[int, tuple[int, str]]) -> None:
         """Commit what is written. A failure here loses nothing: the rows (and state) are in ClickHouse; the
@@ -271,6 +305,9 @@ class Worker:
             self.processor.revoke(p)
             self.unrestored.discard(p)
             self.positions.pop(p, None)
+            self.floors.pop(p, None)
+            self.garbage.pop(p, None)
+            self.live.pop(p, None)
             try:
                 metrics.LAG.remove(self.name, self.processor.topic, str(p))
             except KeyError:  # no lag reported for it yet
@@ -279,8 +316,10 @@ class Worker:
         metrics.OPEN_KEYS.labels(self.name).set(self.processor.open_keys())
 
     def restore(self) -> None:
-        """Rebuild the machines of newly assigned partitions from ClickHouse and seek to their checkpoints."""
-        for p in sorted(self.unrestored):
+        """Rebuild the machine of one newly assigned partition from ClickHouse and seek to its checkpoint. One
+        per step: the partitions restored so far are consumed in between (with 1 M keys a partition takes about
+        a second), instead of all of them waiting for the last one."""
+        for p in sorted(self.unrestored)[:1]:
             try:
                 restored = self.store.load_state(self.group, self.processor.topic, p)
                 offset = restored.checkpoint.next_offset if restored.checkpoint else self.source.committed(p)
@@ -293,11 +332,15 @@ class Worker:
                 log.warning("restoring state failed; retrying", extra={"partition": p, "error": str(exc)})
                 return
             self.processor.assign(p, restored)
+            self.floors[p] = restored.checkpoint.floor if restored.checkpoint else 0
+            self.garbage[p] = max(0, restored.rows_read - len(restored.states))  # rows read to no purpose
+            self.live[p] = len(restored.states)
             self.positions[p] = offset or 0
             self.unrestored.discard(p)
             if not self.paused:
                 self.source.resume([p])
             log.info("partition restored", extra={"partition": p, "offset": offset, "keys": len(restored.states),
+                                                  "rows_read": restored.rows_read,
                                                   "watermark": restored.checkpoint.watermark
                                                   if restored.checkpoint else 0})
         self.restore_backoff.reset()

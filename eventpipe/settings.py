@@ -108,6 +108,13 @@ class Settings:
     consumer_session_timeout_ms: int = _var(
         "CONSUMER_SESSION_TIMEOUT_MS", 10_000, "Kafka group session timeout of the workers: how soon the "
         "partitions of a worker that died (kill -9) move to the others.")
+    consumer_instance_id: str = _var(
+        "CONSUMER_INSTANCE_ID", "auto", "Static Kafka group membership (group.instance.id) of a worker, so a "
+        "restarted one gets its partitions back at once instead of after the session timeout. `auto`: "
+        "HOST:PORT of its /metrics port when that port is set (not 0) and bound — unique per live instance on a "
+        "host, the same after a restart; `off`: dynamic membership; any other value is used as is (then it must "
+        "be unique per live instance of a worker). A static member that stops does not leave the group: its "
+        "partitions move to the others only after the session timeout.")
     # --- monitoring ----------------------------------------------------------------------------------------
     prometheus_host: str = _var(
         "PROMETHEUS_HOST", "127.0.0.1", "Prometheus server (`make run` starts Debian's `prometheus` on loopback). "

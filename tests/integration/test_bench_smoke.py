@@ -41,9 +41,15 @@ def test_bench_runs_every_phase_at_a_tiny_scale(infra: Settings, tmp_path: Path)
     assert e2e["sessions_measured"] > 0 and e2e["sessions_missing"] == 0
     memory = results["memory"]
     assert memory["open_keys"] == memory["sessions"] and memory["peak_rss_mb"] > 0
+    for worker in ("sessions", "joins"):
+        recovered = results["recovery"][worker]
+        assert recovered["open_keys"] > 0 and recovered["peak_rss_mb"] > 0, worker
+        assert recovered["assignment_s"] is not None and recovered["restore_s"] is not None, worker
+        assert recovered["consuming_s"] > 0 and recovered["restart_peak_rss_mb"] > 0, worker
     # The table is printed, every row with a figure.
     assert "| measurement | value | anchor (same run) |" in done.stdout
-    for label in ("gateway events/s", "events sink", "sessions worker", "joins worker", "end to end", "peak RSS"):
+    for label in ("gateway events/s", "events sink", "sessions worker", "joins worker", "end to end", "peak RSS",
+                  "kill -9 + restart"):
         assert label in done.stdout, label
     # Everything the run created is gone.
     from deploy.migrate import client

@@ -40,7 +40,7 @@ def test_tombstones_are_found_only_where_the_latest_row_is_a_delete_that_kept_it
                                  (0, "back", b"tomb", True, 2), (0, "back", b"live again", False, 6),
                                  (0, "joins-style", b"", True, 3), (1, "gone", b"other partition", True, 4)],
                       {0: Checkpoint(1, 7).encode()}, {0: 7})
-    found = store.load_tombstones("g", "t", {0: ["gone", "back", "joins-style", "never"], 1: ["gone"]})
+    found = store.load_tombstones("g", "t", {0: ["gone", "back", "joins-style", "never"], 1: ["gone"]}, {})
     assert found == {0: [b"\x00tomb\xff"], 1: [b"other partition"]}
     assert store.load_state("g", "t", 0).states == (b"live again",)  # a restore never loads a tombstone
 
@@ -52,7 +52,7 @@ def test_an_unreachable_server_is_unavailable_not_a_crash(isolated_settings: Set
     with pytest.raises(Unavailable):
         store.load_state("g", "t", 0)
     with pytest.raises(Unavailable):
-        store.load_tombstones("g", "t", {0: ["k"]})
+        store.load_tombstones("g", "t", {0: ["k"]}, {})
 
 
 def test_a_row_that_does_not_fit_is_a_bug_and_raises(isolated_settings: Settings) -> None:

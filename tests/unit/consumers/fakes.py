@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from consumers.errors import Unavailable
 from consumers.processors import Message
-from consumers.state import CHECKPOINT_KEY, Restored, restored_from_rows
+from consumers.state import CHECKPOINT_KEY, Checkpoint, Restored
 from eventpipe.codec import EVENT
 
 UTC = dt.timezone.utc
@@ -103,6 +103,8 @@ class FakeSource:
 class FakeStore:
     """ClickHouse as lists of inserted rows; ``down = True`` makes every call fail like an outage."""
 
+    can_compact = True
+
     def __init__(self, journal: list) -> None:
         self.journal = journal
         self.tables: dict[str, list[tuple]] = {}
@@ -130,25 +132,56 @@ class FakeStore:
     def load_state(self, group: str, topic: str, partition: int) -> Restored:
         if self.down:
             raise Unavailable("clickhouse down")
+        mine = [r for r in self.state_rows if r[:3] == (group, topic, partition)]
+        floor = max((Checkpoint.decode(r[4]).floor for r in mine if r[3] == CHECKPOINT_KEY), default=0)
+        latest: dict[str, tuple] = {}
+        for row in mine:
+            if row[5] >= floor and (row[3] not in latest or row[5] >= latest[row[3]][5]):
+                latest[row[3]] = row
+        checkpoint = latest.pop(CHECKPOINT_KEY, None)
+        restored = Checkpoint.decode(checkpoint[4]) if checkpoint else None
+        return Restored(checkpoint=restored and Checkpoint(restored.watermark, restored.next_offset, floor),
+                        states=tuple(r[4] for r in latest.values() if not r[6]), rows_read=len(mine))
+
+    def _latest(self, group: str, topic: str, partition: int, floor: int) -> dict[str, tuple]:
         latest: dict[str, tuple] = {}
         for row in self.state_rows:
-            if row[:3] == (group, topic, partition) and (row[3] not in latest or row[5] >= latest[row[3]][5]):
+            if row[:3] == (group, topic, partition) and row[5] >= floor and \
+                    (row[3] not in latest or row[5] >= latest[row[3]][5]):
                 latest[row[3]] = row
-        return restored_from_rows((k.encode(), r[4], r[6]) for k, r in latest.items())
+        return latest
 
-    def load_tombstones(self, group: str, topic: str, lookups: dict[int, list[str]]) -> dict[int, list[bytes]]:
+    def load_tombstones(self, group: str, topic: str, lookups: dict[int, list[str]],
+                        floors: dict[int, int]) -> dict[int, list[bytes]]:
         if self.down:
             raise Unavailable("clickhouse down")
         self.journal.append(("lookup", sum(map(len, lookups.values()))))
         found: dict[int, list[bytes]] = {}
         for partition, keys in lookups.items():
-            latest: dict[str, tuple] = {}
-            for row in self.state_rows:
-                if row[:3] == (group, topic, partition) and row[3] in keys and \
-                        (row[3] not in latest or row[5] >= latest[row[3]][5]):
-                    latest[row[3]] = row
-            found[partition] = [r[4] for r in latest.values() if r[6] == 1 and r[4]]
+            latest = self._latest(group, topic, partition, floors.get(partition, 0))
+            found[partition] = [r[4] for k, r in latest.items() if k in keys and r[6] == 1 and r[4]]
         return found
+
+    def all_tombstones(self, group: str, topic: str, partition: int, floor: int) -> list[tuple[str, bytes]]:
+        if self.down:
+            raise Unavailable("clickhouse down")
+        return [(k, r[4]) for k, r in self._latest(group, topic, partition, floor).items()
+                if k != CHECKPOINT_KEY and r[6] == 1 and r[4]]
+
+    def compact(self, group: str, topic: str, partition: int, live: Any, tombstones: Any,
+                checkpoint: Checkpoint) -> int:
+        """Like ClickHouse with a mutation that ran at once: snapshot rows, the checkpoint, then the delete."""
+        if self.down:
+            raise Unavailable("clickhouse down")
+        v = checkpoint.floor
+        rows = [(group, topic, partition, k, s, v, 0) for k, s in live]
+        rows += [(group, topic, partition, k, s, v, 1) for k, s in tombstones]
+        self.journal.append(("compact", len(rows)))
+        self.state_rows.extend(rows)
+        self.state_rows.append((group, topic, partition, CHECKPOINT_KEY, checkpoint.encode(),
+                                checkpoint.next_offset, 0))
+        self.state_rows = [r for r in self.state_rows if r[:3] != (group, topic, partition) or r[5] >= v]
+        return len(rows)
 
     def final(self, table: str, key_len: int, version_index: int) -> dict[tuple, tuple]:
         """Like ``FINAL``: the row with the greatest version per sorting key."""

@@ -1,6 +1,7 @@
 """Property: whatever the batch size and wherever the worker dies — between batches, after the rows but before
-the state, after the state but before the commit — a restarted worker ends with the same ``sessions`` rows as one
-uninterrupted pass (the state mechanism of consumers/state.py, with in-memory Kafka and ClickHouse)."""
+the state, after the state but before the commit, in the middle of a compaction (snapshot written, floor not) — a
+restarted worker ends with the same ``sessions`` rows as one uninterrupted pass (the state mechanism of
+consumers/state.py, with in-memory Kafka and ClickHouse), whether it compacts its state never or all the time."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from hypothesis import HealthCheck, given, settings as hsettings
 from hypothesis import strategies as st
 
 from consumers.processors import JoinsWorker, Message, SessionsWorker
-from consumers.state import Restored
+from consumers.state import COMPACT_MIN_ROWS, Restored
 from consumers.worker import Worker
 from eventpipe.settings import Settings
 
@@ -22,12 +23,22 @@ class Crash(Exception):
 
 class CrashingStore(FakeStore):
     crash_before_state = False
+    crash_mid_compaction = False
 
     def write_state(self, *args, **kwargs) -> float:
         if self.crash_before_state:
             self.crash_before_state = False
             raise Crash
         return super().write_state(*args, **kwargs)
+
+    def compact(self, group, topic, partition, live, tombstones, checkpoint) -> int:
+        if self.crash_mid_compaction:  # the snapshot's rows landed, its checkpoint (the floor) did not
+            self.crash_mid_compaction = False
+            v = checkpoint.floor
+            self.state_rows += [(group, topic, partition, k, s, v, 0) for k, s in live]
+            self.state_rows += [(group, topic, partition, k, s, v, 1) for k, s in tombstones]
+            raise Crash
+        return super().compact(group, topic, partition, live, tombstones, checkpoint)
 
 
 class CrashingSource(FakeSource):
@@ -43,8 +54,9 @@ class CrashingSource(FakeSource):
 BASE = 1365772427
 events = st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["START", "UPDATE", "END"]),
                             st.integers(0, 300), st.integers(0, 5)), min_size=1, max_size=40)
-crashes = st.lists(st.tuples(st.integers(1, 12), st.sampled_from(["between", "before_state", "before_commit"])),
-                   max_size=4)
+crashes = st.lists(st.tuples(st.integers(1, 12), st.sampled_from(["between", "before_state", "before_commit",
+                                                                 "mid_compaction"])), max_size=4)
+compaction = st.sampled_from([COMPACT_MIN_ROWS, 1, 4])  # compact_min_rows: never (small streams), often, sometimes
 
 
 def reference(settings: Settings, worker_cls, source: FakeSource, table_key: int, version_index: int) -> dict:
@@ -63,13 +75,14 @@ def reference(settings: Settings, worker_cls, source: FakeSource, table_key: int
 
 
 def run_with_crashes(settings: Settings, worker_cls, source: CrashingSource, store: CrashingStore,
-                     schedule: list[tuple[int, str]]) -> None:
+                     schedule: list[tuple[int, str]], compact_min_rows: int) -> None:
     publisher = FakePublisher([])
     crash_at = dict(schedule)
 
     def new_worker() -> Worker:
         worker = Worker(settings, worker_cls(settings), store, publisher, clock=FakeClock(),
                         source_factory=source.factory)
+        worker.compact_min_rows = compact_min_rows
         worker.source = worker.connect()
         source.rebalance(sorted(source.log))
         return worker
@@ -82,6 +95,7 @@ def run_with_crashes(settings: Settings, worker_cls, source: CrashingSource, sto
             continue
         store.crash_before_state = kind == "before_state"
         source.crash_before_commit = kind == "before_commit"
+        store.crash_mid_compaction = kind == "mid_compaction"
         try:
             worker.step()
         except Crash:
@@ -90,22 +104,23 @@ def run_with_crashes(settings: Settings, worker_cls, source: CrashingSource, sto
 
 
 @hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(events=events, batch_rows=st.integers(1, 8), schedule=crashes)
-def test_sessions_survive_crashes_anywhere(events, batch_rows, schedule) -> None:
+@given(events=events, batch_rows=st.integers(1, 8), schedule=crashes, compact_min_rows=compaction)
+def test_sessions_survive_crashes_anywhere(events, batch_rows, schedule, compact_min_rows) -> None:
     settings = Settings.from_env({}, batch_rows=batch_rows, batch_seconds=1.0, topic_prefix="t")
     source, store = CrashingSource(settings.topic_events, []), CrashingStore([])
     for s, action, dt, eid in events:
         # a session's events share a partition, as the gateway's key (account, session, type) makes them
         source.produce(s % 2, event_bytes(action, BASE + dt, session=f"session{s}x", event_id=f"{action}{s}-{eid}"))
-    run_with_crashes(settings, SessionsWorker, source, store, schedule)
+    run_with_crashes(settings, SessionsWorker, source, store, schedule, compact_min_rows)
     assert store.final("sessions", 3, 8) == reference(settings, SessionsWorker, source, 3, 8)
 
 
 @hsettings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events=st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["START", "UPDATE", "END"]),
                                  st.integers(0, 2_000), st.integers(0, 5)), min_size=1, max_size=40),
-       batch_rows=st.integers(1, 8), schedule=crashes)
-def test_sessions_that_outlive_memory_survive_crashes_anywhere(events, batch_rows, schedule) -> None:
+       batch_rows=st.integers(1, 8), schedule=crashes, compact_min_rows=compaction)
+def test_sessions_that_outlive_memory_survive_crashes_anywhere(events, batch_rows, schedule,
+                                                               compact_min_rows) -> None:
     """Short timeout, grace and horizon: keys are evicted, recalled from their tombstones by late UPDATEs/ENDs,
     or beyond the horizon ignored — across crashes and restores, with look-ups against the store."""
     settings = Settings.from_env({}, batch_rows=batch_rows, batch_seconds=1.0, topic_prefix="t",
@@ -113,20 +128,42 @@ def test_sessions_that_outlive_memory_survive_crashes_anywhere(events, batch_row
     source, store = CrashingSource(settings.topic_events, []), CrashingStore([])
     for s, action, dt, eid in sorted(events, key=lambda e: e[2] // 50):  # roughly in time, shuffled within 50 s
         source.produce(s % 2, event_bytes(action, BASE + dt, session=f"session{s}x", event_id=f"{action}{s}-{eid}"))
-    run_with_crashes(settings, SessionsWorker, source, store, schedule)
+    run_with_crashes(settings, SessionsWorker, source, store, schedule, compact_min_rows)
     assert store.final("sessions", 3, 8) == reference(settings, SessionsWorker, source, 3, 8)
 
 
 @hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(records=st.lists(st.tuples(st.integers(0, 600_000), st.integers(1, 3),
                                   st.integers(0, 6)), min_size=1, max_size=30),
-       batch_rows=st.integers(1, 8), schedule=crashes)
-def test_join_windows_survive_crashes_anywhere(records, batch_rows, schedule) -> None:
+       batch_rows=st.integers(1, 8), schedule=crashes, compact_min_rows=compaction)
+def test_join_windows_survive_crashes_anywhere(records, batch_rows, schedule, compact_min_rows) -> None:
     settings = Settings.from_env({}, batch_rows=batch_rows, batch_seconds=1.0, topic_prefix="t")
     source, store = CrashingSource(settings.topic_joins, []), CrashingStore([])
     t0 = 1_462_058_743_511
     for dt, count, rid in records:  # one (account, component, type): one partition
         source.produce(0, join_bytes(t0 + dt, count=count, record_id=f"r{rid}", event_id=None))
-    run_with_crashes(settings, JoinsWorker, source, store, schedule)
+    run_with_crashes(settings, JoinsWorker, source, store, schedule, compact_min_rows)
     key = 4  # account, event_id, component_id, type_id
     assert store.final("joined_events", key, 16) == reference(settings, JoinsWorker, source, key, 16)
+
+
+def test_compaction_keeps_the_tombstones_a_late_end_still_needs_and_drops_the_rest() -> None:
+    """Session 1 is evicted (timed out) while the stream goes on, the state is compacted after (nearly) every
+    batch, then a late END of it within the horizon comes: it must meet its tombstone (timed_out with its end
+    shown), not start an orphan. Session 0's tombstone is past horizon + retention at the end and goes; session
+    4's is not and stays."""
+    settings = Settings.from_env({}, batch_rows=1, batch_seconds=1.0, topic_prefix="t", session_timeout_s=100,
+                                 orphan_grace_s=20, session_late_horizon_s=600)
+    source, store = CrashingSource(settings.topic_events, []), CrashingStore([])
+    stream = [("START", 0, "session0x"), ("START", 10, "session1x"), ("START", 200, "session2x"),
+              ("END", 150, "session1x"), ("START", 850, "session4x"), ("START", 1000, "session5x"),
+              ("UPDATE", 1001, "session5x"), ("UPDATE", 1002, "session5x"), ("UPDATE", 1003, "session5x")]
+    for action, dt, session in stream:
+        source.produce(0, event_bytes(action, BASE + dt, session=session, event_id=f"{action}-{session}"))
+    run_with_crashes(settings, SessionsWorker, source, store, [], compact_min_rows=1)
+    final = store.final("sessions", 3, 8)
+    assert final == reference(settings, SessionsWorker, source, 3, 8)
+    assert [r[3:6] for r in final.values() if r[2] == "session1x"] == [("timed_out", BASE + 10, BASE + 150)]
+    tombstones = {k for k, r in FakeStore._latest(store, "t.sessions", settings.topic_events, 0, 0).items()
+                  if r[6] == 1 and r[4]}
+    assert any("session4x" in k for k in tombstones) and not any("session0x" in k for k in tombstones)  # compacted away: beyond last + horizon + retention

@@ -7,7 +7,7 @@ import datetime as dt
 
 from consumers.batch import Batch
 from consumers.processors import DeadLetterSink, EventsSink, JoinsWorker, Message, SessionsWorker, dead_letter, ms
-from consumers.state import Checkpoint, Restored, restored_from_rows
+from consumers.state import Checkpoint, Restored
 from eventpipe.codec import DEAD_LETTER, JOIN_RECORD
 from eventpipe.settings import Settings
 
@@ -70,8 +70,7 @@ def test_sessions_seed_pair_closes_with_duration_106_and_state_restores() -> Non
     start = worker.handle(msg(event_bytes("START", 1365772427, event_id="s"), offset=0))
     assert start.rows[0][1][3] == "open"
     # persist and restore between the two events, as a restart would
-    restored = restored_from_rows([(c.key.encode(), c.state, 0) for c in start.changes]
-                                  + [(b"", Checkpoint(worker.watermark(0), 1).encode(), 0)])
+    restored = Restored(Checkpoint(worker.watermark(0), 1), tuple(c.state for c in start.changes))
     again = SessionsWorker(SETTINGS)
     again.assign(0, restored)
     assert again.handle(msg(event_bytes("START", 1365772427, event_id="s"), offset=0)).rows == []  # replay: no-op
