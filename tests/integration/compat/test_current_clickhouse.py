@@ -110,7 +110,10 @@ def test_every_migration_gives_the_same_tables_views_and_columns(old: Settings, 
 def test_the_workload_covers_every_table_the_workers_write(calls: list[Call]) -> None:
     tables = {c.query.split()[2] for c in calls if c.query.startswith("INSERT")}
     assert tables == {"events", "sessions", "joined_events", "dead_letters", "components", "consumer_state"}
-    assert sum(1 for c in calls if c.query.startswith("SELECT")) == 3  # restores of sessions and joins, tombstones
+    # per stateful worker: restore (checkpoint + states), tombstones to keep, compaction, restore above its floor;
+    # the sessions worker looks tombstones up before and after
+    assert sum(1 for c in calls if c.query.startswith("SELECT")) == 2 * (2 + 1 + 2) + 2
+    assert sum(1 for c in calls if c.query.startswith("ALTER TABLE consumer_state DELETE")) == 2
 
 
 @pytest.mark.parametrize("view", FINAL_VIEWS)
@@ -132,10 +135,15 @@ def test_final_views_hold_one_row_per_key(written_new: Session) -> None:
 
 def test_state_restore_and_tombstone_lookups_agree(written_old: Settings, written_new: Session,
                                                    calls: list[Call]) -> None:
+    # Both servers merged as far as they go: the compaction wrote its checkpoint at the version of the flush's, so
+    # an unmerged table answers count() and that tie as its parts happen to lie (the floor is read apart: max).
+    query_old(written_old, "OPTIMIZE TABLE consumer_state FINAL")
+    query_new(written_new, "OPTIMIZE TABLE consumer_state FINAL")
     selects = [sql_text(c) for c in calls if c.query.startswith("SELECT")]
     for sql in selects:
         old_rows = query_old(written_old, sql)
-        assert old_rows.strip(), f"nothing restored on 18.16 by:\n{sql}"
+        joins_tombstones = ".joins'" in sql and "argMax(deleted, version) = 1" in sql  # joins keep none
+        assert old_rows.strip() or joins_tombstones, f"nothing restored on 18.16 by:\n{sql}"
         assert lines(query_new(written_new, sql)) == lines(old_rows), sql
 
 

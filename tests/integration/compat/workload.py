@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 import falcon.testing
@@ -47,10 +48,12 @@ class RecordingStore(ClickHouseStore):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)  # the driver's Client connects lazily: nothing is opened
         self.calls: list[Call] = []
+        self.client.last_query = SimpleNamespace(progress=SimpleNamespace(rows=0))  # what load_state reports read
 
     def _execute(self, query: str, params: object = None, **kwargs: object) -> list:
         self.calls.append(Call(query, params, dict(kwargs)))
-        return []
+        # what an empty table answers: one row for an aggregate without GROUP BY (the checkpoint read), else none
+        return [(b"", 0, 0)] if " GROUP BY " not in query and query.startswith("SELECT argMax") else []
 
 
 @dataclass
@@ -181,7 +184,21 @@ def worker_calls(settings: Settings, published: list[Published]) -> list[Call]:
                     for (g, _, _, key, _, _, deleted) in call.params if g == group and deleted]
             if name == "sessions":  # the joins worker never looks tombstones up (NoLookups)
                 assert keys, "the workload evicts no session: the tombstone look-up would read nothing"
-                store.load_tombstones(group, processor.topic, {0: keys})
+                store.load_tombstones(group, processor.topic, {0: keys}, {0: 0})
+            # then a compaction as Worker.compact does it (snapshot, floor in the checkpoint, ALTER … DELETE), and
+            # a restore and look-up above the new floor
+            store.all_tombstones(group, processor.topic, 0, 0)  # recorded; what it finds on a server, known here:
+            latest = {key: (state, deleted) for call in store.calls
+                      if call.query.startswith("INSERT INTO consumer_state")
+                      for (g, _, _, key, state, _, deleted) in call.params if g == group and key}
+            kept = [(key, state) for key, (state, deleted) in latest.items()
+                    if deleted and state and processor.tombstone_needed(0, state)]
+            floor = len(values) - 1
+            store.compact(group, processor.topic, 0, processor.snapshot(0), kept,
+                          Checkpoint(processor.watermark(0), len(values), floor))
+            store.load_state(group, processor.topic, 0)
+            if name == "sessions":
+                store.load_tombstones(group, processor.topic, {0: keys}, {0: floor})
     return store.calls
 
 
