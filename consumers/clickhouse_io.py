@@ -28,10 +28,11 @@ log = logging.getLogger(__name__)
 SNAPSHOT_BLOCK = 50_000  # rows per INSERT of a compaction snapshot: bounds the memory it takes
 
 # Server error codes that mean "try again later", not "your query is wrong".
+TIMEOUT_EXCEEDED = 159  # also what an ON CLUSTER query answers when a host has not run it in time
 TRANSIENT_CODES = {
     60,   # UNKNOWN_TABLE: migrations not applied yet, or the server is still loading tables
     81,   # UNKNOWN_DATABASE: ditto
-    159,  # TIMEOUT_EXCEEDED
+    TIMEOUT_EXCEEDED,
     202,  # TOO_MANY_SIMULTANEOUS_QUERIES
     209, 210,  # SOCKET_TIMEOUT, NETWORK_ERROR
     241,  # MEMORY_LIMIT_EXCEEDED
@@ -67,6 +68,7 @@ DISTRIBUTED_WRITE = {"insert_distributed_sync": 1}
 # writes the same rows (same versions), so a late success of the first attempt changes nothing.
 QUORUM_TIMEOUT_MS = 20_000
 CONSISTENT_READ = {"select_sequential_consistency": 1}
+DDL_WAIT_S = 10  # how long a compaction's ON CLUSTER delete waits for every replica (then it stays queued)
 
 
 def client_for(settings: Settings) -> Client:
@@ -86,8 +88,7 @@ class ClickHouseStore:
         self.state_write_settings = {**DISTRIBUTED_WRITE, "insert_quorum": settings.clickhouse_state_quorum,
                                      "insert_quorum_timeout": QUORUM_TIMEOUT_MS} if settings.clustered else {}
         self.state_read_settings = CONSISTENT_READ if settings.clustered else {}
-        # compaction deletes with ALTER TABLE … DELETE, which a Distributed table does not take: not on a cluster
-        self.can_compact = not settings.clustered
+        self.cluster = settings.clickhouse_cluster
 
     def _execute(self, query: str, params: object = None, **kwargs: object) -> list:
         try:
@@ -99,7 +100,7 @@ class ClickHouseStore:
                 raise  # bug: a query or row ClickHouse rejects for good
             self.client.disconnect()  # transient: the next call reconnects
             detail = " ".join(str(exc).split("Stack trace")[0].split())[:300]
-            raise Unavailable(f"{type(exc).__name__}: {detail}") from None
+            raise Unavailable(f"{type(exc).__name__}: {detail}", getattr(exc, "code", None)) from None
 
     def insert(self, table: str, columns: Sequence[str], rows: list[tuple], one_block: bool = False,
                extra: dict | None = None) -> float:
@@ -190,9 +191,27 @@ class ClickHouseStore:
         self.insert("consumer_state", STATE_COLUMNS,
                     [(group, topic, partition, CHECKPOINT_KEY, checkpoint.encode(), checkpoint.next_offset, 0)],
                     extra=self.state_write_settings)
-        self._execute("ALTER TABLE consumer_state DELETE WHERE consumer_group = %(g)s AND topic = %(t)s "
-                      "AND `partition` = %(p)s AND version < %(v)s", {"g": group, "t": topic, "p": partition, "v": v})
+        self._delete_below(group, topic, partition, v)
         return written
+
+    def _delete_below(self, group: str, topic: str, partition: int, floor: int) -> None:
+        """Ask ClickHouse to delete the partition's rows below ``floor``. On a cluster the mutation goes to the
+        replicated local tables ON CLUSTER (a Distributed table takes no ALTER … DELETE); one replica per shard
+        runs it and replication carries it to the others. A replica that is away does not hold the worker up:
+        past DDL_WAIT_S ClickHouse leaves the task queued for it (TIMEOUT_EXCEEDED), which is fine — nothing
+        reads below the floor, done or not. Blocks; raises Unavailable."""
+        where = ("consumer_group = %(g)s AND topic = %(t)s AND `partition` = %(p)s AND version < %(v)s",
+                 {"g": group, "t": topic, "p": partition, "v": floor})
+        if not self.cluster:
+            self._execute("ALTER TABLE consumer_state DELETE WHERE " + where[0], where[1])
+            return
+        try:
+            self._execute(f"ALTER TABLE `{self.database}`.consumer_state_local ON CLUSTER `{self.cluster}` "
+                          "DELETE WHERE " + where[0], where[1], settings={"distributed_ddl_task_timeout": DDL_WAIT_S})
+        except Unavailable as exc:
+            if exc.code != TIMEOUT_EXCEEDED:
+                raise
+            log.info("state delete queued for a replica that is away", extra={"partition": partition})
 
     def close(self) -> None:
         self.client.disconnect()

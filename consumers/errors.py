@@ -4,7 +4,12 @@ skipped-and-counted record in ``processors``; what is left is transient trouble 
 
 
 class Unavailable(Exception):
-    """Kafka or ClickHouse cannot take the request now (transient): retry with backoff."""
+    """Kafka or ClickHouse cannot take the request now (transient): retry with backoff. ``code``: ClickHouse's
+    error code when the server answered with one."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class LostPartitions(Exception):

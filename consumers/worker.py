@@ -206,7 +206,7 @@ class Worker:
         if self.paused:
             self.set_paused(False)
         self.commit({p: (c.next_offset, f'{{"watermark":{c.watermark}}}') for p, c in checkpoints.items()})
-        if proc.stateful and self.store.can_compact:
+        if proc.stateful:
             for p, c in checkpoints.items():
                 if compaction_due(self.garbage.get(p, 0), self.live.get(p, 0), self.compact_min_rows):
                     self.compact(p, c)

@@ -8,14 +8,16 @@ retried write goes through and a restore through that replica reads it."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
 
-from consumers.clickhouse_io import DISTRIBUTED_WRITE, ClickHouseStore
+from consumers.clickhouse_io import DDL_WAIT_S, DISTRIBUTED_WRITE, ClickHouseStore
 from consumers.errors import Unavailable
 from consumers.state import Checkpoint
-from deploy import cluster
+from deploy import cluster, procs
 from deploy.migrate import client
 from eventpipe.settings import Settings
 
@@ -77,3 +79,42 @@ def test_a_state_write_counts_only_once_both_replicas_of_its_shard_hold_it(clust
     for node in holders:
         assert restored_through(s, node) == (b"v3",), node
     assert restored_through(s, cluster.NODES[0] if writer.shard != 1 else cluster.NODES[3]) == (b"v3",)  # other shard's node
+
+
+def test_compaction_deletes_below_the_floor_on_both_replicas_while_a_node_elsewhere_is_away(
+        fresh_cluster_settings: Settings) -> None:
+    """Compaction on a cluster (issue 10 §2): the delete goes ON CLUSTER to the replicated local tables, both
+    replicas of the partition's shard lose the rows below the floor, restore through any node is exact — and a
+    node of the other shard that does not answer (SIGSTOP) does not hold the worker up: its part stays queued."""
+    s, p = fresh_cluster_settings, 2
+    store = ClickHouseStore(s)
+    born = [(p, f"k{i:05d}", b"x", False, i) for i in range(1000)]
+    gone = [(p, key, b"", True, 1000 + i) for i, (_, key, *_) in enumerate(born)]
+    live = [(f"live{i}", b"s%d" % i) for i in range(10)]
+    store.write_state(GROUP, TOPIC, born + gone + [(p, key, state, False, 2000) for key, state in live],
+                      {p: Checkpoint(7, 2001).encode()}, {p: 2001})
+    clients = {n: client(node_settings(s, n), s.clickhouse_database) for n in cluster.NODES}
+    below = "SELECT count() FROM consumer_state_local WHERE `partition` = %(p)s AND version < 2000"
+    holders = [n for n, c in clients.items() if c.execute(below, {"p": p})[0][0] > 0]
+    assert len(holders) == 2 and holders[0].shard == holders[1].shard, holders
+    away = next(n for n in cluster.NODES if n.shard != holders[0].shard and n.replica == 2)  # not the store's host
+    pid = procs.running_pid(cluster.node_service(Settings.from_env(), away))  # the run's servers, not this test's
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        assert store.compact(GROUP, TOPIC, p, live, [], Checkpoint(7, 2001, 2000)) == len(live)
+        waited = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert waited < DDL_WAIT_S + 30, waited  # not the 180 s ClickHouse waits for an ON CLUSTER query by default
+    deadline = time.monotonic() + 120
+    while any(clients[n].execute(below, {"p": p})[0][0] for n in holders):
+        assert time.monotonic() < deadline, "the rows below the floor are still there on a replica after 120 s"
+        time.sleep(0.5)
+    for node in cluster.NODES:
+        through = ClickHouseStore(node_settings(s, node))
+        restored = through.load_state(GROUP, TOPIC, p)
+        through.close()
+        assert sorted(restored.states) == sorted(state for _, state in live), node
+        assert restored.checkpoint == Checkpoint(7, 2001, 2000), node

@@ -103,7 +103,6 @@ class FakeSource:
 class FakeStore:
     """ClickHouse as lists of inserted rows; ``down = True`` makes every call fail like an outage."""
 
-    can_compact = True
 
     def __init__(self, journal: list) -> None:
         self.journal = journal
