@@ -51,6 +51,7 @@ import base64
 import heapq
 import json
 import math
+import sys
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -281,8 +282,12 @@ class JoinWindows:
                 n += 1
                 event_id = f"{base}#{n}"
         key = event_key(r.account_id, r.component_id, r.type_id, event_id)
-        ev = [r.account_id, r.component_id, r.type_id, r.importance, r.join_key, event_id, r.version, r.start_date,
-              r.start_date, r.start_date + interval, r.count, r.message, 1, offset, offset, r.extras, {}, 0]
+        # the ids, importance and version repeat across windows: one string object each (sys.intern: freed with
+        # the last window holding it), not one per decoded record
+        intern = sys.intern
+        ev = [intern(r.account_id), intern(r.component_id), intern(r.type_id), intern(r.importance), r.join_key,
+              event_id, None if r.version is None else intern(r.version), r.start_date, r.start_date,
+              r.start_date + interval, r.count, r.message, 1, offset, offset, r.extras, {}, 0]
         self._events[key] = ev
         self._admit(key, ev)
         self._schedule(key, ev)
