@@ -135,13 +135,14 @@ def chunk_key(event_key: str, n: int) -> str:
     return f"{event_key}#{n}"
 
 
-# A joined event in memory is a list indexed by these. The first STATE_FIELDS are its persisted state; CHUNKS holds
-# the digests of its records, n -> [bytes, largest start_date in it], each chunk persisted under its own key so
-# that a record rewrites one small chunk rather than every digest; DUE is timer bookkeeping. EXTRA (SendEvent's
-# additions) came later: a state written before it ends at LAST and is read with EXTRA = None.
+# A joined event in memory is one flat list indexed by these (one object per window: a million windows are held).
+# The first STATE_FIELDS are its persisted state; DUE is timer bookkeeping; from CHUNKS on come the digests of its
+# records, three items per chunk — its number n, its bytes, the largest start_date in it — oldest (smallest n)
+# first, each chunk persisted under its own key so that a record rewrites one small chunk rather than every digest.
+# EXTRA (SendEvent's additions) came later: a state written before it ends at LAST and is read with EXTRA = None.
 (ACCOUNT, COMPONENT, TYPE, IMPORTANCE, JOIN_KEY, ID, VERSION, START, END, ACTUAL, COUNT, MESSAGE, RECORDS, CREATED,
- LAST, EXTRA, CHUNKS, DUE) = range(18)
-STATE_FIELDS = CHUNKS
+ LAST, EXTRA, DUE, CHUNKS) = range(18)
+STATE_FIELDS = DUE
 CHUNK_RECORDS = 64  # records per digest chunk: a record rewrites at most ~1.4 kB of digests
 _SEEN = 16  # bytes per record in a chunk: 8-byte digest of (account, record_id), start_date as little-endian int64
 
@@ -149,14 +150,24 @@ _Group = tuple[str, str, str, str, int]  # account, component, type, importance,
 
 
 class _Members:
-    """The live joined events of one group, with the latest one (overall and per version) at hand."""
+    """The live joined events of a group of two or more, with the latest one (overall and per version) at hand.
+    A group of one (nearly all of them) is held as that event's key alone: it is its own latest."""
 
     __slots__ = ("keys", "latest", "latest_by_version")
 
-    def __init__(self) -> None:
-        self.keys: dict[str, None] = {}  # an ordered set
-        self.latest: str | None = None
-        self.latest_by_version: dict[str, str] = {}
+    def __init__(self, key: str, version: str | None) -> None:
+        self.keys: dict[str, None] = {key: None}  # an ordered set
+        self.latest: str = key
+        self.latest_by_version: dict[str, str] | None = None if version is None else {version: key}  # lazily
+
+
+def _latest(members: str | _Members, version: str | None, events: dict[str, list[Any]]) -> str | None:
+    """The group's latest event (overall, or of ``version``)."""
+    if members.__class__ is str:
+        return members if version is None or events[members][VERSION] == version else None
+    if version is None:
+        return members.latest
+    return None if members.latest_by_version is None else members.latest_by_version.get(version)
 
 
 def _digest(account_id: str, record_id: str) -> bytes:
@@ -179,7 +190,7 @@ class JoinWindows:
         self._w = watermark
         self._high = -1  # the largest offset applied to any state: anything at or below it is a replay
         self._events: dict[str, list[Any]] = {}
-        self._groups: dict[_Group, _Members] = {}
+        self._groups: dict[_Group, str | _Members] = {}
         self._seen: set[bytes] = set()  # digests of the records held in chunks, all events together
         self._heap: list[tuple[int, str]] = []
         self.dropped_late = 0  # records too late to join (see module docstring); a metric for the shell
@@ -195,7 +206,7 @@ class JoinWindows:
             ev = self._events.get(key)
             if ev is None:
                 raise ValueError(f"join state: digest chunk {n} of {key} without its event")
-            ev[CHUNKS][n] = [digests, max(_starts(digests))]
+            ev += (n, digests, max(_starts(digests)))
             self._seen.update(digests[i:i + 8] for i in range(0, len(digests), _SEEN))
         for key, ev in self._events.items():
             self._admit(key, ev)
@@ -212,8 +223,8 @@ class JoinWindows:
         """Every live state key with its serialized state (what a full persist would write)."""
         for key, ev in self._events.items():
             yield key, _encode(ev)
-            for n, (digests, _) in ev[CHUNKS].items():
-                yield chunk_key(key, n), _encode_chunk(ev, n, digests)
+            for i in range(CHUNKS, len(ev), 3):
+                yield chunk_key(key, ev[i]), _encode_chunk(ev, ev[i], ev[i + 1])
 
     def rows(self) -> list[JoinedEventRow]:
         """Current rows of every joined event in memory (row_version 0). For tests and debugging."""
@@ -257,7 +268,7 @@ class JoinWindows:
                 target_key = named
         members = self._groups.get(group)
         if target_key is None and members is not None and r.join_interval != 0:
-            latest = members.latest if r.version is None else members.latest_by_version.get(r.version)
+            latest = _latest(members, r.version, self._events)
             if latest is not None and _joinable(self._events[latest], r, interval):
                 target_key = latest
         if target_key is not None:
@@ -287,7 +298,8 @@ class JoinWindows:
         intern = sys.intern
         ev = [intern(r.account_id), intern(r.component_id), intern(r.type_id), intern(r.importance), r.join_key,
               event_id, None if r.version is None else intern(r.version), r.start_date, r.start_date,
-              r.start_date + interval, r.count, r.message, 1, offset, offset, r.extras, {}, 0]
+              r.start_date + interval, r.count, r.message, 1, offset, offset, r.extras, 0, 0, b"", r.start_date]
+        # (its first chunk, empty, is made with it: _remember fills it, and the list is allocated once)
         self._events[key] = ev
         self._admit(key, ev)
         self._schedule(key, ev)
@@ -297,22 +309,22 @@ class JoinWindows:
                   changes: dict[str, Change[JoinedEventRow]]) -> None:
         """Record the digest in the event's last chunk; drop its oldest chunks once all of them are too late."""
         self._seen.add(digest)
-        chunks: dict[int, list[Any]] = ev[CHUNKS]
-        for n in list(chunks):
-            digests, latest = chunks[n]
-            if latest + self._ret > w:
-                break  # oldest first; a chunk kept a little longer because of a later one costs nothing
-            self._forget(digests)
-            del chunks[n]
-            changes[chunk_key(key, n)] = Change(chunk_key(key, n), None, None)
-        n = next(reversed(chunks), 0)
-        if n not in chunks or len(chunks[n][0]) >= CHUNK_RECORDS * _SEEN:
-            n = n + 1 if n in chunks else n
-            chunks[n] = [b"", start]
-        chunk = chunks[n]
-        chunk[0] += digest + start.to_bytes(8, "little", signed=True)
-        chunk[1] = max(chunk[1], start)
-        changes[chunk_key(key, n)] = Change(chunk_key(key, n), None, _encode_chunk(ev, n, chunk[0]))
+        i, end = CHUNKS, len(ev)
+        while i < end and ev[i + 2] + self._ret <= w:  # oldest first; a chunk kept a little longer because of a
+            self._forget(ev[i + 1])                    # later one costs nothing
+            changes[chunk_key(key, ev[i])] = Change(chunk_key(key, ev[i]), None, None)
+            i += 3
+        if i > CHUNKS:
+            del ev[CHUNKS:i]
+        if len(ev) == CHUNKS:  # none left: numbering starts again at 0
+            ev += (0, b"", start)
+        elif len(ev[-2]) >= CHUNK_RECORDS * _SEEN:
+            ev += (ev[-3] + 1, b"", start)
+        n = ev[-3]
+        ev[-2] += digest + start.to_bytes(8, "little", signed=True)
+        if start > ev[-1]:
+            ev[-1] = start
+        changes[chunk_key(key, n)] = Change(chunk_key(key, n), None, _encode_chunk(ev, n, ev[-2]))
 
     def _forget(self, digests: bytes) -> None:
         for i in range(0, len(digests), _SEEN):
@@ -323,37 +335,49 @@ class JoinWindows:
         group: _Group = (ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[IMPORTANCE], ev[JOIN_KEY])
         members = self._groups.get(group)
         if members is None:
-            members = self._groups[group] = _Members()
+            self._groups[group] = key  # a group of one
+            return
+        if members.__class__ is str:
+            if members == key:
+                return  # still the only one, so still the latest
+            members = self._groups[group] = _Members(members, self._events[members][VERSION])
         members.keys[key] = None
-        if members.latest is None or _order(self._events[members.latest]) <= _order(ev):
+        if _order(self._events[members.latest]) <= _order(ev):
             members.latest = key
         version = ev[VERSION]
         if version is not None:
-            current = members.latest_by_version.get(version)
+            by_version = members.latest_by_version
+            if by_version is None:
+                by_version = members.latest_by_version = {}
+            current = by_version.get(version)
             if current is None or _order(self._events[current]) <= _order(ev):
-                members.latest_by_version[version] = key
+                by_version[version] = key
 
     def _evict(self, key: str, changes: dict[str, Change[JoinedEventRow]]) -> None:
         ev = self._events.pop(key)
         changes[key] = Change(key, None, None)
-        for n, (digests, _) in ev[CHUNKS].items():
-            self._forget(digests)
-            changes[chunk_key(key, n)] = Change(chunk_key(key, n), None, None)
+        for i in range(CHUNKS, len(ev), 3):
+            self._forget(ev[i + 1])
+            changes[chunk_key(key, ev[i])] = Change(chunk_key(key, ev[i]), None, None)
         group: _Group = (ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[IMPORTANCE], ev[JOIN_KEY])
         members = self._groups[group]
-        del members.keys[key]
-        if not members.keys:
+        if members.__class__ is str:  # it was the only one
             del self._groups[group]
+            return
+        del members.keys[key]
+        if len(members.keys) == 1:  # a group of one again: its key alone
+            self._groups[group] = next(iter(members.keys))
             return
         if members.latest == key:
             members.latest = max(members.keys, key=lambda k: _order(self._events[k]))
         version = ev[VERSION]
-        if version is not None and members.latest_by_version.get(version) == key:
+        by_version = members.latest_by_version
+        if version is not None and by_version is not None and by_version.get(version) == key:
             same = [k for k in members.keys if self._events[k][VERSION] == version]
             if same:
-                members.latest_by_version[version] = max(same, key=lambda k: _order(self._events[k]))
+                by_version[version] = max(same, key=lambda k: _order(self._events[k]))
             else:
-                del members.latest_by_version[version]
+                del by_version[version]
 
     def _schedule(self, key: str, ev: list[Any]) -> None:
         ev[DUE] = max(ev[END], ev[ACTUAL]) + self._ret
@@ -415,8 +439,8 @@ def _decode(blob: bytes) -> tuple[str, list[Any] | tuple[int, bytes]]:
         ev = list(doc["e"])
         if len(ev) == EXTRA:  # written before EXTRA existed
             ev.append(None)
-        ev += [{}, 0]
-        if len(ev) != DUE + 1:
+        ev.append(0)
+        if len(ev) != CHUNKS:
             raise ValueError("malformed joined event state")
         return event_key(ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[ID]), ev
     except (KeyError, TypeError, ValueError) as exc:  # invalid input: corrupt persisted state
