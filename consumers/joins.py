@@ -48,13 +48,16 @@ State, replay and retention:
 from __future__ import annotations
 
 import base64
+import binascii
 import heapq
 import json
 import math
+import struct
 import sys
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from hashlib import blake2b
 from typing import Any
 
@@ -194,23 +197,48 @@ class JoinWindows:
         self._seen: set[bytes] = set()  # digests of the records held in chunks, all events together
         self._heap: list[tuple[int, str]] = []
         self.dropped_late = 0  # records too late to join (see module docstring); a metric for the shell
+        # Restore (a million windows after a kill -9, before the partition is consumed again): no per-key work that
+        # can be done in bulk — each blob decoded once, the chunks' digests and starts unpacked in C, the expiry
+        # heap made in one heapify, and the repeated strings interned, as a window made by a record has them.
+        events = self._events
         chunks: list[tuple[str, int, bytes]] = []
+        high = -1
         for blob in states:
             key, decoded = _decode(blob)
-            if isinstance(decoded, list):
-                self._events[key] = decoded
-                self._high = max(self._high, decoded[LAST])
+            if decoded.__class__ is list:
+                events[key] = decoded
+                if decoded[LAST] > high:
+                    high = decoded[LAST]
             else:
                 chunks.append((key, *decoded))
-        for key, n, digests in sorted(chunks, key=lambda c: c[1]):
-            ev = self._events.get(key)
+        self._high = high
+        chunks.sort(key=_second)  # by chunk number, stable: a window's chunks go in oldest first
+        seen = self._seen
+        for key, n, digests in chunks:
+            ev = events.get(key)
             if ev is None:
                 raise ValueError(f"join state: digest chunk {n} of {key} without its event")
-            ev += (n, digests, max(_starts(digests)))
-            self._seen.update(digests[i:i + 8] for i in range(0, len(digests), _SEEN))
-        for key, ev in self._events.items():
+            fields = _unpacker(len(digests) // _SEEN).unpack(digests)  # digest, start, digest, start, ...
+            seen.update(fields[0::2])
+            if len(ev) == CHUNKS:
+                events[key] = ev + [n, digests, max(fields[1::2])]  # allocated at its size
+            else:
+                ev += (n, digests, max(fields[1::2]))
+        intern, ret, heap = sys.intern, self._ret, self._heap
+        for key, ev in events.items():
+            ev[ACCOUNT], ev[COMPONENT], ev[TYPE] = intern(ev[ACCOUNT]), intern(ev[COMPONENT]), intern(ev[TYPE])
+            if ev[IMPORTANCE].__class__ is str:
+                ev[IMPORTANCE] = intern(ev[IMPORTANCE])
+            if ev[VERSION].__class__ is str:
+                ev[VERSION] = intern(ev[VERSION])
+            if ev[END] == ev[START] and ev[END].__class__ is ev[START].__class__:
+                ev[END] = ev[START]  # one int object, as a window made by a record has
+            if ev[LAST] == ev[CREATED] and ev[LAST].__class__ is ev[CREATED].__class__:
+                ev[LAST] = ev[CREATED]
+            ev[DUE] = due = max(ev[END], ev[ACTUAL]) + ret
+            heap.append((due, key))
             self._admit(key, ev)
-            self._schedule(key, ev)
+        heapq.heapify(heap)
 
     @property
     def watermark(self) -> int:
@@ -409,9 +437,14 @@ def _row(ev: list[Any], version: int) -> JoinedEventRow:
                           ev[END], ev[ACTUAL], ev[COUNT], ev[MESSAGE], ev[VERSION], ev[RECORDS], version, ev[EXTRA])
 
 
-def _starts(digests: bytes) -> Iterator[int]:
-    for i in range(8, len(digests), _SEEN):
-        yield int.from_bytes(digests[i:i + 8], "little", signed=True)
+def _second(item: tuple[Any, ...]) -> Any:
+    return item[1]
+
+
+@lru_cache(maxsize=256)
+def _unpacker(records: int) -> struct.Struct:
+    """Reads a digest chunk of ``records`` records as digest (8 bytes), start_date (little-endian int64), ..."""
+    return struct.Struct("<" + "8sq" * records)
 
 
 def _encode(ev: list[Any]) -> bytes:
@@ -427,21 +460,40 @@ def _encode_chunk(ev: list[Any], n: int, digests: bytes) -> bytes:
 def _decode(blob: bytes) -> tuple[str, list[Any] | tuple[int, bytes]]:
     """``(event key, event)`` or ``(event key, (chunk number, digests))``. Raises ValueError on corrupt state."""
     try:
-        doc = json.loads(bytes(blob).decode("utf-8"))
+        text = bytes(blob).decode("utf-8")
+        try:  # the scanner alone: what json.loads does for a document without surrounding whitespace
+            doc, end = _scan(text, 0)
+        except StopIteration:
+            end = -1
+        if end != len(text):
+            doc = json.loads(text)  # anything else (and its error) exactly as json.loads has it
+        # as strings_key: a document without a backslash has no string that JSON escapes
+        plain = "\\" not in text
         if doc["v"] != _FORMAT:
             raise ValueError(f"unknown join state format {doc['v']}")
         if "c" in doc:
             account, component, type_, event_id, n = doc["c"]
-            digests = base64.b64decode(doc["d"], validate=True)
+            digests = binascii.a2b_base64(doc["d"], strict_mode=True)  # base64.b64decode(..., validate=True)
             if not digests or len(digests) % _SEEN or not isinstance(n, int):
                 raise ValueError("malformed digest chunk")
-            return event_key(account, component, type_, event_id), (n, digests)
+            return _key(account, component, type_, event_id, plain), (n, digests)
         ev = list(doc["e"])
         if len(ev) == EXTRA:  # written before EXTRA existed
             ev.append(None)
         ev.append(0)
         if len(ev) != CHUNKS:
             raise ValueError("malformed joined event state")
-        return event_key(ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[ID]), ev
+        return _key(ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[ID], plain), ev
     except (KeyError, TypeError, ValueError) as exc:  # invalid input: corrupt persisted state
         raise ValueError(f"corrupt join state: {exc}") from exc
+
+
+_scan = json.JSONDecoder().scan_once
+
+
+def _key(account_id: str, component_id: str, type_id: str, event_id: str, plain: bool) -> str:
+    """``event_key`` of strings decoded from a state; ``plain``: that state had no JSON escape (then none of them
+    needs one, and the key is assembled directly)."""
+    if plain:
+        return '["' + '","'.join((account_id, component_id, type_id, event_id)) + '"]'
+    return event_key(account_id, component_id, type_id, event_id)
