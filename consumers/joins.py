@@ -149,7 +149,9 @@ STATE_FIELDS = DUE
 CHUNK_RECORDS = 64  # records per digest chunk: a record rewrites at most ~1.4 kB of digests
 _SEEN = 16  # bytes per record in a chunk: 8-byte digest of (account, record_id), start_date as little-endian int64
 
-_Group = tuple[str, str, str, str, int]  # account, component, type, importance, join_key
+# The groups are indexed in two levels — (account, component, type, importance), then join_key — so that a
+# group's entry costs a dict slot, not also a 5-tuple of its own (there are about as many groups as windows).
+_Scope = tuple[str, str, str, str]  # account, component, type, importance
 
 
 class _Members:
@@ -193,7 +195,7 @@ class JoinWindows:
         self._w = watermark
         self._high = -1  # the largest offset applied to any state: anything at or below it is a replay
         self._events: dict[str, list[Any]] = {}
-        self._groups: dict[_Group, str | _Members] = {}
+        self._groups: dict[_Scope, dict[int, str | _Members]] = {}
         self._seen: set[bytes] = set()  # digests of the records held in chunks, all events together
         self._heap: list[tuple[int, str]] = []
         self.dropped_late = 0  # records too late to join (see module docstring); a metric for the shell
@@ -288,13 +290,13 @@ class JoinWindows:
     # --- internals ---------------------------------------------------------------------------------------------
     def _join(self, r: JoinRecord, offset: int) -> tuple[str, list[Any]]:
         interval = round(min(r.join_interval, MAX_INTERVAL_S) * 1000)
-        group: _Group = (r.account_id, r.component_id, r.type_id, r.importance, r.join_key)
         target_key = None
         if r.event_id is not None:
             named = event_key(r.account_id, r.component_id, r.type_id, r.event_id)
             if named in self._events and _joinable(self._events[named], r, interval):
                 target_key = named
-        members = self._groups.get(group)
+        scope = self._groups.get((r.account_id, r.component_id, r.type_id, r.importance))
+        members = None if scope is None else scope.get(r.join_key)
         if target_key is None and members is not None and r.join_interval != 0:
             latest = _latest(members, r.version, self._events)
             if latest is not None and _joinable(self._events[latest], r, interval):
@@ -360,15 +362,18 @@ class JoinWindows:
 
     def _admit(self, key: str, ev: list[Any]) -> None:
         """Index a new or extended event in its group (its end_time only grows, so it can only become latest)."""
-        group: _Group = (ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[IMPORTANCE], ev[JOIN_KEY])
-        members = self._groups.get(group)
+        scope = self._groups.get((ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[IMPORTANCE]))
+        if scope is None:
+            scope = self._groups[(ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[IMPORTANCE])] = {}
+        join_key = ev[JOIN_KEY]
+        members = scope.get(join_key)
         if members is None:
-            self._groups[group] = key  # a group of one
+            scope[join_key] = key  # a group of one
             return
         if members.__class__ is str:
             if members == key:
                 return  # still the only one, so still the latest
-            members = self._groups[group] = _Members(members, self._events[members][VERSION])
+            members = scope[join_key] = _Members(members, self._events[members][VERSION])
         members.keys[key] = None
         if _order(self._events[members.latest]) <= _order(ev):
             members.latest = key
@@ -387,14 +392,17 @@ class JoinWindows:
         for i in range(CHUNKS, len(ev), 3):
             self._forget(ev[i + 1])
             changes[chunk_key(key, ev[i])] = Change(chunk_key(key, ev[i]), None, None)
-        group: _Group = (ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[IMPORTANCE], ev[JOIN_KEY])
-        members = self._groups[group]
+        outer: _Scope = (ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[IMPORTANCE])
+        scope, join_key = self._groups[outer], ev[JOIN_KEY]
+        members = scope[join_key]
         if members.__class__ is str:  # it was the only one
-            del self._groups[group]
+            del scope[join_key]
+            if not scope:
+                del self._groups[outer]
             return
         del members.keys[key]
         if len(members.keys) == 1:  # a group of one again: its key alone
-            self._groups[group] = next(iter(members.keys))
+            scope[join_key] = next(iter(members.keys))
             return
         if members.latest == key:
             members.latest = max(members.keys, key=lambda k: _order(self._events[k]))
