@@ -138,7 +138,7 @@ def test_dead_letter_reasons_become_bounded_metric_labels() -> None:
     assert reason_label("event body does not decode: EOFError: x") == "event body does not decode"
 
 
-def test_a_restore_runs_without_the_cyclic_collector_and_leaves_it_as_it_was() -> None:
+def test_a_restore_runs_without_the_cyclic_collector_leaves_it_as_it_was_and_freezes_what_it_made() -> None:
     import gc
 
     seen: list[bool] = []
@@ -157,6 +157,9 @@ def test_a_restore_runs_without_the_cyclic_collector_and_leaves_it_as_it_was() -
         gc.disable()
         worker.assign(1, Restored(Checkpoint(5, 0), ()))
         assert not gc.isenabled()
+        machine = worker.machines[1]
+        assert gc.is_tracked(machine) and not any(o is machine for o in gc.get_objects())  # frozen
     finally:
         (gc.enable if was else gc.disable)()
+        gc.unfreeze()
     assert seen == [False, False] and worker.watermark(1) == 5
