@@ -48,12 +48,16 @@ State, replay and retention:
 from __future__ import annotations
 
 import base64
+import binascii
 import heapq
 import json
 import math
+import struct
+import sys
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from hashlib import blake2b
 from typing import Any
 
@@ -134,28 +138,41 @@ def chunk_key(event_key: str, n: int) -> str:
     return f"{event_key}#{n}"
 
 
-# A joined event in memory is a list indexed by these. The first STATE_FIELDS are its persisted state; CHUNKS holds
-# the digests of its records, n -> [bytes, largest start_date in it], each chunk persisted under its own key so
-# that a record rewrites one small chunk rather than every digest; DUE is timer bookkeeping. EXTRA (SendEvent's
-# additions) came later: a state written before it ends at LAST and is read with EXTRA = None.
+# A joined event in memory is one flat list indexed by these (one object per window: a million windows are held).
+# The first STATE_FIELDS are its persisted state; DUE is timer bookkeeping; from CHUNKS on come the digests of its
+# records, three items per chunk — its number n, its bytes, the largest start_date in it — oldest (smallest n)
+# first, each chunk persisted under its own key so that a record rewrites one small chunk rather than every digest.
+# EXTRA (SendEvent's additions) came later: a state written before it ends at LAST and is read with EXTRA = None.
 (ACCOUNT, COMPONENT, TYPE, IMPORTANCE, JOIN_KEY, ID, VERSION, START, END, ACTUAL, COUNT, MESSAGE, RECORDS, CREATED,
- LAST, EXTRA, CHUNKS, DUE) = range(18)
-STATE_FIELDS = CHUNKS
+ LAST, EXTRA, DUE, CHUNKS) = range(18)
+STATE_FIELDS = DUE
 CHUNK_RECORDS = 64  # records per digest chunk: a record rewrites at most ~1.4 kB of digests
 _SEEN = 16  # bytes per record in a chunk: 8-byte digest of (account, record_id), start_date as little-endian int64
 
-_Group = tuple[str, str, str, str, int]  # account, component, type, importance, join_key
+# The groups are indexed in two levels — (account, component, type, importance), then join_key — so that a
+# group's entry costs a dict slot, not also a 5-tuple of its own (there are about as many groups as windows).
+_Scope = tuple[str, str, str, str]  # account, component, type, importance
 
 
 class _Members:
-    """The live joined events of one group, with the latest one (overall and per version) at hand."""
+    """The live joined events of a group of two or more, with the latest one (overall and per version) at hand.
+    A group of one (nearly all of them) is held as that event's key alone: it is its own latest."""
 
     __slots__ = ("keys", "latest", "latest_by_version")
 
-    def __init__(self) -> None:
-        self.keys: dict[str, None] = {}  # an ordered set
-        self.latest: str | None = None
-        self.latest_by_version: dict[str, str] = {}
+    def __init__(self, key: str, version: str | None) -> None:
+        self.keys: dict[str, None] = {key: None}  # an ordered set
+        self.latest: str = key
+        self.latest_by_version: dict[str, str] | None = None if version is None else {version: key}  # lazily
+
+
+def _latest(members: str | _Members, version: str | None, events: dict[str, list[Any]]) -> str | None:
+    """The group's latest event (overall, or of ``version``)."""
+    if members.__class__ is str:
+        return members if version is None or events[members][VERSION] == version else None
+    if version is None:
+        return members.latest
+    return None if members.latest_by_version is None else members.latest_by_version.get(version)
 
 
 def _digest(account_id: str, record_id: str) -> bytes:
@@ -178,27 +195,52 @@ class JoinWindows:
         self._w = watermark
         self._high = -1  # the largest offset applied to any state: anything at or below it is a replay
         self._events: dict[str, list[Any]] = {}
-        self._groups: dict[_Group, _Members] = {}
+        self._groups: dict[_Scope, dict[int, str | _Members]] = {}
         self._seen: set[bytes] = set()  # digests of the records held in chunks, all events together
         self._heap: list[tuple[int, str]] = []
         self.dropped_late = 0  # records too late to join (see module docstring); a metric for the shell
+        # Restore (a million windows after a kill -9, before the partition is consumed again): no per-key work that
+        # can be done in bulk — each blob decoded once, the chunks' digests and starts unpacked in C, the expiry
+        # heap made in one heapify, and the repeated strings interned, as a window made by a record has them.
+        events = self._events
         chunks: list[tuple[str, int, bytes]] = []
+        high = -1
         for blob in states:
             key, decoded = _decode(blob)
-            if isinstance(decoded, list):
-                self._events[key] = decoded
-                self._high = max(self._high, decoded[LAST])
+            if decoded.__class__ is list:
+                events[key] = decoded
+                if decoded[LAST] > high:
+                    high = decoded[LAST]
             else:
                 chunks.append((key, *decoded))
-        for key, n, digests in sorted(chunks, key=lambda c: c[1]):
-            ev = self._events.get(key)
+        self._high = high
+        chunks.sort(key=_second)  # by chunk number, stable: a window's chunks go in oldest first
+        seen = self._seen
+        for key, n, digests in chunks:
+            ev = events.get(key)
             if ev is None:
                 raise ValueError(f"join state: digest chunk {n} of {key} without its event")
-            ev[CHUNKS][n] = [digests, max(_starts(digests))]
-            self._seen.update(digests[i:i + 8] for i in range(0, len(digests), _SEEN))
-        for key, ev in self._events.items():
+            fields = _unpacker(len(digests) // _SEEN).unpack(digests)  # digest, start, digest, start, ...
+            seen.update(fields[0::2])
+            if len(ev) == CHUNKS:
+                events[key] = ev + [n, digests, max(fields[1::2])]  # allocated at its size
+            else:
+                ev += (n, digests, max(fields[1::2]))
+        intern, ret, heap = sys.intern, self._ret, self._heap
+        for key, ev in events.items():
+            ev[ACCOUNT], ev[COMPONENT], ev[TYPE] = intern(ev[ACCOUNT]), intern(ev[COMPONENT]), intern(ev[TYPE])
+            if ev[IMPORTANCE].__class__ is str:
+                ev[IMPORTANCE] = intern(ev[IMPORTANCE])
+            if ev[VERSION].__class__ is str:
+                ev[VERSION] = intern(ev[VERSION])
+            if ev[END] == ev[START] and ev[END].__class__ is ev[START].__class__:
+                ev[END] = ev[START]  # one int object, as a window made by a record has
+            if ev[LAST] == ev[CREATED] and ev[LAST].__class__ is ev[CREATED].__class__:
+                ev[LAST] = ev[CREATED]
+            ev[DUE] = due = max(ev[END], ev[ACTUAL]) + ret
+            heap.append((due, key))
             self._admit(key, ev)
-            self._schedule(key, ev)
+        heapq.heapify(heap)
 
     @property
     def watermark(self) -> int:
@@ -211,8 +253,8 @@ class JoinWindows:
         """Every live state key with its serialized state (what a full persist would write)."""
         for key, ev in self._events.items():
             yield key, _encode(ev)
-            for n, (digests, _) in ev[CHUNKS].items():
-                yield chunk_key(key, n), _encode_chunk(ev, n, digests)
+            for i in range(CHUNKS, len(ev), 3):
+                yield chunk_key(key, ev[i]), _encode_chunk(ev, ev[i], ev[i + 1])
 
     def rows(self) -> list[JoinedEventRow]:
         """Current rows of every joined event in memory (row_version 0). For tests and debugging."""
@@ -248,15 +290,15 @@ class JoinWindows:
     # --- internals ---------------------------------------------------------------------------------------------
     def _join(self, r: JoinRecord, offset: int) -> tuple[str, list[Any]]:
         interval = round(min(r.join_interval, MAX_INTERVAL_S) * 1000)
-        group: _Group = (r.account_id, r.component_id, r.type_id, r.importance, r.join_key)
         target_key = None
         if r.event_id is not None:
             named = event_key(r.account_id, r.component_id, r.type_id, r.event_id)
             if named in self._events and _joinable(self._events[named], r, interval):
                 target_key = named
-        members = self._groups.get(group)
+        scope = self._groups.get((r.account_id, r.component_id, r.type_id, r.importance))
+        members = None if scope is None else scope.get(r.join_key)
         if target_key is None and members is not None and r.join_interval != 0:
-            latest = members.latest if r.version is None else members.latest_by_version.get(r.version)
+            latest = _latest(members, r.version, self._events)
             if latest is not None and _joinable(self._events[latest], r, interval):
                 target_key = latest
         if target_key is not None:
@@ -281,8 +323,13 @@ class JoinWindows:
                 n += 1
                 event_id = f"{base}#{n}"
         key = event_key(r.account_id, r.component_id, r.type_id, event_id)
-        ev = [r.account_id, r.component_id, r.type_id, r.importance, r.join_key, event_id, r.version, r.start_date,
-              r.start_date, r.start_date + interval, r.count, r.message, 1, offset, offset, r.extras, {}, 0]
+        # the ids, importance and version repeat across windows: one string object each (sys.intern: freed with
+        # the last window holding it), not one per decoded record
+        intern = sys.intern
+        ev = [intern(r.account_id), intern(r.component_id), intern(r.type_id), intern(r.importance), r.join_key,
+              event_id, None if r.version is None else intern(r.version), r.start_date, r.start_date,
+              r.start_date + interval, r.count, r.message, 1, offset, offset, r.extras, 0, 0, b"", r.start_date]
+        # (its first chunk, empty, is made with it: _remember fills it, and the list is allocated once)
         self._events[key] = ev
         self._admit(key, ev)
         self._schedule(key, ev)
@@ -292,22 +339,22 @@ class JoinWindows:
                   changes: dict[str, Change[JoinedEventRow]]) -> None:
         """Record the digest in the event's last chunk; drop its oldest chunks once all of them are too late."""
         self._seen.add(digest)
-        chunks: dict[int, list[Any]] = ev[CHUNKS]
-        for n in list(chunks):
-            digests, latest = chunks[n]
-            if latest + self._ret > w:
-                break  # oldest first; a chunk kept a little longer because of a later one costs nothing
-            self._forget(digests)
-            del chunks[n]
-            changes[chunk_key(key, n)] = Change(chunk_key(key, n), None, None)
-        n = next(reversed(chunks), 0)
-        if n not in chunks or len(chunks[n][0]) >= CHUNK_RECORDS * _SEEN:
-            n = n + 1 if n in chunks else n
-            chunks[n] = [b"", start]
-        chunk = chunks[n]
-        chunk[0] += digest + start.to_bytes(8, "little", signed=True)
-        chunk[1] = max(chunk[1], start)
-        changes[chunk_key(key, n)] = Change(chunk_key(key, n), None, _encode_chunk(ev, n, chunk[0]))
+        i, end = CHUNKS, len(ev)
+        while i < end and ev[i + 2] + self._ret <= w:  # oldest first; a chunk kept a little longer because of a
+            self._forget(ev[i + 1])                    # later one costs nothing
+            changes[chunk_key(key, ev[i])] = Change(chunk_key(key, ev[i]), None, None)
+            i += 3
+        if i > CHUNKS:
+            del ev[CHUNKS:i]
+        if len(ev) == CHUNKS:  # none left: numbering starts again at 0
+            ev += (0, b"", start)
+        elif len(ev[-2]) >= CHUNK_RECORDS * _SEEN:
+            ev += (ev[-3] + 1, b"", start)
+        n = ev[-3]
+        ev[-2] += digest + start.to_bytes(8, "little", signed=True)
+        if start > ev[-1]:
+            ev[-1] = start
+        changes[chunk_key(key, n)] = Change(chunk_key(key, n), None, _encode_chunk(ev, n, ev[-2]))
 
     def _forget(self, digests: bytes) -> None:
         for i in range(0, len(digests), _SEEN):
@@ -315,40 +362,58 @@ class JoinWindows:
 
     def _admit(self, key: str, ev: list[Any]) -> None:
         """Index a new or extended event in its group (its end_time only grows, so it can only become latest)."""
-        group: _Group = (ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[IMPORTANCE], ev[JOIN_KEY])
-        members = self._groups.get(group)
+        scope = self._groups.get((ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[IMPORTANCE]))
+        if scope is None:
+            scope = self._groups[(ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[IMPORTANCE])] = {}
+        join_key = ev[JOIN_KEY]
+        members = scope.get(join_key)
         if members is None:
-            members = self._groups[group] = _Members()
+            scope[join_key] = key  # a group of one
+            return
+        if members.__class__ is str:
+            if members == key:
+                return  # still the only one, so still the latest
+            members = scope[join_key] = _Members(members, self._events[members][VERSION])
         members.keys[key] = None
-        if members.latest is None or _order(self._events[members.latest]) <= _order(ev):
+        if _order(self._events[members.latest]) <= _order(ev):
             members.latest = key
         version = ev[VERSION]
         if version is not None:
-            current = members.latest_by_version.get(version)
+            by_version = members.latest_by_version
+            if by_version is None:
+                by_version = members.latest_by_version = {}
+            current = by_version.get(version)
             if current is None or _order(self._events[current]) <= _order(ev):
-                members.latest_by_version[version] = key
+                by_version[version] = key
 
     def _evict(self, key: str, changes: dict[str, Change[JoinedEventRow]]) -> None:
         ev = self._events.pop(key)
         changes[key] = Change(key, None, None)
-        for n, (digests, _) in ev[CHUNKS].items():
-            self._forget(digests)
-            changes[chunk_key(key, n)] = Change(chunk_key(key, n), None, None)
-        group: _Group = (ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[IMPORTANCE], ev[JOIN_KEY])
-        members = self._groups[group]
+        for i in range(CHUNKS, len(ev), 3):
+            self._forget(ev[i + 1])
+            changes[chunk_key(key, ev[i])] = Change(chunk_key(key, ev[i]), None, None)
+        outer: _Scope = (ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[IMPORTANCE])
+        scope, join_key = self._groups[outer], ev[JOIN_KEY]
+        members = scope[join_key]
+        if members.__class__ is str:  # it was the only one
+            del scope[join_key]
+            if not scope:
+                del self._groups[outer]
+            return
         del members.keys[key]
-        if not members.keys:
-            del self._groups[group]
+        if len(members.keys) == 1:  # a group of one again: its key alone
+            scope[join_key] = next(iter(members.keys))
             return
         if members.latest == key:
             members.latest = max(members.keys, key=lambda k: _order(self._events[k]))
         version = ev[VERSION]
-        if version is not None and members.latest_by_version.get(version) == key:
+        by_version = members.latest_by_version
+        if version is not None and by_version is not None and by_version.get(version) == key:
             same = [k for k in members.keys if self._events[k][VERSION] == version]
             if same:
-                members.latest_by_version[version] = max(same, key=lambda k: _order(self._events[k]))
+                by_version[version] = max(same, key=lambda k: _order(self._events[k]))
             else:
-                del members.latest_by_version[version]
+                del by_version[version]
 
     def _schedule(self, key: str, ev: list[Any]) -> None:
         ev[DUE] = max(ev[END], ev[ACTUAL]) + self._ret
@@ -380,9 +445,14 @@ def _row(ev: list[Any], version: int) -> JoinedEventRow:
                           ev[END], ev[ACTUAL], ev[COUNT], ev[MESSAGE], ev[VERSION], ev[RECORDS], version, ev[EXTRA])
 
 
-def _starts(digests: bytes) -> Iterator[int]:
-    for i in range(8, len(digests), _SEEN):
-        yield int.from_bytes(digests[i:i + 8], "little", signed=True)
+def _second(item: tuple[Any, ...]) -> Any:
+    return item[1]
+
+
+@lru_cache(maxsize=256)
+def _unpacker(records: int) -> struct.Struct:
+    """Reads a digest chunk of ``records`` records as digest (8 bytes), start_date (little-endian int64), ..."""
+    return struct.Struct("<" + "8sq" * records)
 
 
 def _encode(ev: list[Any]) -> bytes:
@@ -398,21 +468,40 @@ def _encode_chunk(ev: list[Any], n: int, digests: bytes) -> bytes:
 def _decode(blob: bytes) -> tuple[str, list[Any] | tuple[int, bytes]]:
     """``(event key, event)`` or ``(event key, (chunk number, digests))``. Raises ValueError on corrupt state."""
     try:
-        doc = json.loads(bytes(blob).decode("utf-8"))
+        text = bytes(blob).decode("utf-8")
+        try:  # the scanner alone: what json.loads does for a document without surrounding whitespace
+            doc, end = _scan(text, 0)
+        except StopIteration:
+            end = -1
+        if end != len(text):
+            doc = json.loads(text)  # anything else (and its error) exactly as json.loads has it
+        # as strings_key: a document without a backslash has no string that JSON escapes
+        plain = "\\" not in text
         if doc["v"] != _FORMAT:
             raise ValueError(f"unknown join state format {doc['v']}")
         if "c" in doc:
             account, component, type_, event_id, n = doc["c"]
-            digests = base64.b64decode(doc["d"], validate=True)
+            digests = binascii.a2b_base64(doc["d"], strict_mode=True)  # base64.b64decode(..., validate=True)
             if not digests or len(digests) % _SEEN or not isinstance(n, int):
                 raise ValueError("malformed digest chunk")
-            return event_key(account, component, type_, event_id), (n, digests)
+            return _key(account, component, type_, event_id, plain), (n, digests)
         ev = list(doc["e"])
         if len(ev) == EXTRA:  # written before EXTRA existed
             ev.append(None)
-        ev += [{}, 0]
-        if len(ev) != DUE + 1:
+        ev.append(0)
+        if len(ev) != CHUNKS:
             raise ValueError("malformed joined event state")
-        return event_key(ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[ID]), ev
+        return _key(ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[ID], plain), ev
     except (KeyError, TypeError, ValueError) as exc:  # invalid input: corrupt persisted state
         raise ValueError(f"corrupt join state: {exc}") from exc
+
+
+_scan = json.JSONDecoder().scan_once
+
+
+def _key(account_id: str, component_id: str, type_id: str, event_id: str, plain: bool) -> str:
+    """``event_key`` of strings decoded from a state; ``plain``: that state had no JSON escape (then none of them
+    needs one, and the key is assembled directly)."""
+    if plain:
+        return '["' + '","'.join((account_id, component_id, type_id, event_id)) + '"]'
+    return event_key(account_id, component_id, type_id, event_id)

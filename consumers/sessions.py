@@ -181,12 +181,24 @@ class SessionPairer:
         # key -> tombstone value (None: looked up, none exists) for keys not in memory; see the recall protocol
         self._recalled: dict[str, bytes | None] = {}
         self.dropped_late = 0  # events too late for pairing (see module docstring); a metric for the shell
+        # restore: a million keys, written by _encode — _deadline and _schedule inlined, the heap made at the end
+        state, buckets, heap = self._state, self._buckets, self._heap
+        unpack, pack = _HDR.unpack_from, _HDR.pack
+        retention, grace, timeout = config.retention_s, config.orphan_grace_s, config.session_timeout_s
         for blob in states:
-            key, value = _decode(blob, check_key=False)  # restore: a million keys, written by _encode
-            offset, start, end, first, last, _, flags = _HDR.unpack_from(value)
-            due = self._deadline(start, end, first, last, flags, watermark)  # <= watermark only if already evictable
-            self._state[key] = _HDR.pack(offset, start, end, first, last, due, flags) + value[_HDR_SIZE:]
-            self._schedule(key, due)
+            key, value = _decode(blob, check_key=False)
+            offset, start, end, first, last, _, flags = unpack(value)
+            evict = last + retention  # due as _deadline has it: <= watermark only if already evictable
+            t = first + grace if not flags & _HAS_START else start + timeout if not flags & _HAS_END else evict
+            due = t if watermark < t < evict else evict
+            state[key] = pack(offset, start, end, first, last, due, flags) + value[_HDR_SIZE:]
+            bucket = buckets.get(due)
+            if bucket is None:
+                buckets[due] = [key]
+                heap.append(due)
+            else:
+                bucket.append(key)
+        heapq.heapify(heap)
 
     @property
     def watermark(self) -> int:

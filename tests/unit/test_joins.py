@@ -305,6 +305,49 @@ def test_corrupt_state_is_rejected(blob: bytes) -> None:
         JoinWindows(CFG, 0, [blob])
 
 
+def test_a_state_written_before_extras_restores_with_none() -> None:
+    old = b'{"v":1,"e":["acc","comp","type","Alarm",0,"E1",null,0,0,600000,1,"m",1,0,0]}'
+    chunk = JoinWindows(CFG)
+    digests = [s for k, s in run([rec(0, "E1")], chunk)[0].snapshot() if k != KEY]
+    m = JoinWindows(CFG, 0, [old, *digests])
+    assert m.rows() == [JoinedEventRow("acc", "E1", "comp", "type", 0, "Alarm", 0, 0, 600000, 1, "m", None, 1, 0)]
+
+
+# --- memory (issue 16): how a window is held, not what it does ---------------------------------------------------
+def test_windows_share_the_repeated_strings_made_by_records_and_by_a_restore() -> None:
+    def fresh(text: str) -> str:
+        return "".join(list(text))  # equal, but a string object of its own (as a decoded record has)
+
+    m = JoinWindows(CFG)
+    for i in range(3):
+        m.process(JoinRecord(fresh("acc"), f"r{i}", None, fresh("comp"), fresh("type"), i, i * S, 60.0,
+                             fresh("Alarm"), 1, "m", fresh("1.0")), i)
+    copy = JoinWindows(CFG, m.watermark, [s for _, s in m.snapshot()])
+    for machine in (m, copy):
+        windows = list(machine._events.values())
+        assert len(windows) == 3
+        for field in range(7):
+            if field not in (4, 5):  # join_key and id differ
+                assert len({id(w[field]) for w in windows}) == 1, field
+
+
+def test_a_group_shrunk_to_one_event_and_grown_again_keeps_finding_the_latest() -> None:
+    # join_key 0: A (version 1) and B (version 2), interval 0 so B does not join A; A expires first
+    m, changes = run([rec(0, None, interval=1, version="1"), rec(1000, None, interval=0, version="2")])
+    a, b = (c.row.event_id for c in rowed(changes))
+    m, changes = run([rec(3602, None, join_key=9)], m, 2)  # the watermark passes A's expiry, not B's
+    assert [c.key for c in changes if c.state is None and c.row is None and "#" not in c.key] == [
+        event_key("acc", "comp", "type", a)]
+    m, changes = run([rec(3603, None, interval=3000, version="2"),  # joins B, the latest of version 2
+                      rec(3604, None, interval=3000, version="1"),  # none of version 1 left: a new event C
+                      rec(3605, None, interval=3000),  # no version: the latest overall, C
+                      rec(3606, None, interval=3000, version="2")], m, 3)  # B again
+    ids = [c.row.event_id for c in rowed(changes)]
+    assert ids[0] == b and ids[1] not in (a, b) and ids[2] == ids[1] and ids[3] == b
+    copy, tail = JoinWindows(CFG, m.watermark, [s for _, s in m.snapshot()]), [rec(3607, None, interval=3000)]
+    assert run(tail, copy, 7)[1] == run(tail, m, 7)[1]
+
+
 @pytest.mark.parametrize("bad", [{"importance": "Fatal"}, {"count": 0}, {"interval": -1.0},
                                  {"interval": float("nan")}])
 def test_invalid_record_is_rejected(bad: dict) -> None:

@@ -136,3 +136,30 @@ def test_dead_letter_reasons_become_bounded_metric_labels() -> None:
     assert reason_label("unknown event schema fingerprint 0101010101010101") == \
         "unknown event schema fingerprint <fingerprint>"
     assert reason_label("event body does not decode: EOFError: x") == "event body does not decode"
+
+
+def test_a_restore_runs_without_the_cyclic_collector_leaves_it_as_it_was_and_freezes_what_it_made() -> None:
+    import gc
+
+    seen: list[bool] = []
+
+    class Probe(JoinsWorker):
+        def new_machine(self, watermark: int, states: tuple[bytes, ...]):  # type: ignore[no-untyped-def]
+            seen.append(gc.isenabled())
+            return super().new_machine(watermark, states)
+
+    worker = Probe(Settings.from_env({}))
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        worker.assign(0, Restored(None, ()))
+        assert gc.isenabled()
+        gc.disable()
+        worker.assign(1, Restored(Checkpoint(5, 0), ()))
+        assert not gc.isenabled()
+        machine = worker.machines[1]
+        assert gc.is_tracked(machine) and not any(o is machine for o in gc.get_objects())  # frozen
+    finally:
+        (gc.enable if was else gc.disable)()
+        gc.unfreeze()
+    assert seen == [False, False] and worker.watermark(1) == 5
