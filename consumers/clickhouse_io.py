@@ -30,6 +30,7 @@ SNAPSHOT_BLOCK = 50_000  # rows per INSERT of a compaction snapshot: bounds the 
 # Server error codes that mean "try again later", not "your query is wrong".
 TIMEOUT_EXCEEDED = 159  # also what an ON CLUSTER query answers when a host has not run it in time
 TRANSIENT_CODES = {
+    32,   # ATTEMPT_TO_READ_AFTER_EOF: a Distributed insert's connection to a shard broke (that server died)
     60,   # UNKNOWN_TABLE: migrations not applied yet, or the server is still loading tables
     81,   # UNKNOWN_DATABASE: ditto
     TIMEOUT_EXCEEDED,
@@ -44,7 +45,6 @@ TRANSIENT_CODES = {
     279,  # ALL_CONNECTION_TRIES_FAILED (every replica of a shard down)
     285,  # TOO_FEW_LIVE_REPLICAS (insert_quorum larger than the live replicas)
     286,  # UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE (18.16 runs one quorum insert per table at a time)
-    289,  # REPLICA_IS_NOT_IN_QUORUM (a sequentially consistent read on a replica still behind)
     319,  # UNKNOWN_STATUS_OF_INSERT (the quorum was not reached in time: the retry rewrites the same rows)
     999,  # KEEPER_EXCEPTION
 }
@@ -62,12 +62,15 @@ TRANSPORT_ERRORS = (NetworkError, SocketTimeoutError, UnexpectedPacketFromServer
 # lie). Letting ClickHouse route the rows, rather than computing the shard here and writing the local tables,
 # keeps one definition of the sharding key — the DDL's — and its failover among a shard's replicas.
 DISTRIBUTED_WRITE = {"insert_distributed_sync": 1}
-# consumer_state on a cluster: a write counts once it is on `quorum` replicas of its shard, and a restore reads
-# with select_sequential_consistency, which fails (REPLICA_IS_NOT_IN_QUORUM, retried) on a replica that lacks a
-# quorum write instead of returning an older state. The timeout bounds a write to a lagging replica; the retry
-# writes the same rows (same versions), so a late success of the first attempt changes nothing.
+# consumer_state on a cluster. A state write needs no second replica (EVENTPIPE_CLICKHOUSE_STATE_QUORUM, default
+# 1), so losing a replica stops no worker; the guarantee moves to the reads. Every read of state — restore, floor,
+# tombstone look-ups — goes to one replica of the shard that holds the partition's rows, after SYSTEM SYNC REPLICA
+# made that replica fetch every part ZooKeeper's replication log knows of. An insert is in that log before it
+# returns, so the replica read has every state write that counted: never an older state. When the only copy of a
+# part is on a replica that is away, the sync cannot finish; the read fails over to the next replica, and if
+# none can sync it fails (Unavailable: retried) — it waits rather than read something stale.
 QUORUM_TIMEOUT_MS = 20_000
-CONSISTENT_READ = {"select_sequential_consistency": 1}
+SYNC_TIMEOUT_S = 10  # how long one replica may take to catch up before the read tries the next one
 DDL_WAIT_S = 10  # how long a compaction's ON CLUSTER delete waits for every replica (then it stays queued)
 
 
@@ -87,20 +90,23 @@ class ClickHouseStore:
         self.write_settings = DISTRIBUTED_WRITE if settings.clustered else {}
         self.state_write_settings = {**DISTRIBUTED_WRITE, "insert_quorum": settings.clickhouse_state_quorum,
                                      "insert_quorum_timeout": QUORUM_TIMEOUT_MS} if settings.clustered else {}
-        self.state_read_settings = CONSISTENT_READ if settings.clustered else {}
         self.cluster = settings.clickhouse_cluster
+        self.replicas = ShardReplicas(settings) if settings.clustered else None
+        self.state_rows_read = 0  # rows ClickHouse read for the last state query
 
     def _execute(self, query: str, params: object = None, **kwargs: object) -> list:
-        try:
-            return self.client.execute(query, params, **kwargs)
-        except (ClickHouseError, OSError, EOFError) as exc:
-            transient = (isinstance(exc, TRANSPORT_ERRORS)
-                         or isinstance(exc, ServerException) and exc.code in TRANSIENT_CODES)
-            if not transient:
-                raise  # bug: a query or row ClickHouse rejects for good
-            self.client.disconnect()  # transient: the next call reconnects
-            detail = " ".join(str(exc).split("Stack trace")[0].split())[:300]
-            raise Unavailable(f"{type(exc).__name__}: {detail}", getattr(exc, "code", None)) from None
+        return run(self.client, query, params, **kwargs)
+
+    def _state(self, group: str, topic: str, partition: int, query: str, params: dict, **kwargs: object) -> list:
+        """Run a read of ``consumer_state`` (``{table}`` in ``query``): on one server as any query, on a cluster
+        through ``ShardReplicas``. Blocks; raises Unavailable."""
+        if self.replicas is None:
+            rows = self._execute(query.format(table="consumer_state"), params, **kwargs)
+            self.state_rows_read = self.client.last_query.progress.rows
+            return rows
+        rows, self.state_rows_read = self.replicas.read(self.client, group, topic, partition,
+                                                        query.format(table="consumer_state_local"), params, **kwargs)
+        return rows
 
     def insert(self, table: str, columns: Sequence[str], rows: list[tuple], one_block: bool = False,
                extra: dict | None = None) -> float:
@@ -131,16 +137,17 @@ class ClickHouseStore:
         where = "consumer_group = %(g)s AND topic = %(t)s AND partition = %(p)s"
         params = {"g": group, "t": topic, "p": partition}
         # the floor is the largest any checkpoint row carries: a stale writer's older checkpoint cannot lower it
-        ((raw, floor, found),) = self._execute(
-            f"SELECT argMax(state, version), max(visitParamExtractUInt(state, 'floor')), count() "
-            f"FROM consumer_state WHERE {where} AND key = ''", params,
-            settings={"strings_as_bytes": True, **self.state_read_settings})
-        read = self.client.last_query.progress.rows
-        states = self._execute(
-            f"SELECT argMax(state, version) FROM consumer_state WHERE {where} AND key != '' "
+        ((raw, floor, found),) = self._state(
+            group, topic, partition,
+            "SELECT argMax(state, version), max(visitParamExtractUInt(state, 'floor')), count() "
+            f"FROM {{table}} WHERE {where} AND key = ''", params, settings={"strings_as_bytes": True})
+        read = self.state_rows_read
+        states = self._state(
+            group, topic, partition,
+            f"SELECT argMax(state, version) FROM {{table}} WHERE {where} AND key != '' "
             f"AND version >= %(floor)s GROUP BY key HAVING argMax(deleted, version) = 0",
-            {**params, "floor": floor}, settings={"strings_as_bytes": True, **self.state_read_settings}, columnar=True)
-        read += self.client.last_query.progress.rows
+            {**params, "floor": floor}, settings={"strings_as_bytes": True}, columnar=True)
+        read += self.state_rows_read
         checkpoint = None
         if found:
             last = Checkpoint.decode(raw)
@@ -154,24 +161,25 @@ class ClickHouseStore:
         primary-key range each). Blocks; raises Unavailable."""
         found: dict[int, list[bytes]] = {}
         for partition, keys in lookups.items():
-            rows = self._execute(
-                "SELECT argMax(state, version) AS s FROM consumer_state "
+            rows = self._state(
+                group, topic, partition,
+                "SELECT argMax(state, version) AS s FROM {table} "
                 "WHERE consumer_group = %(g)s AND topic = %(t)s AND partition = %(p)s AND key IN %(keys)s "
                 "AND version >= %(floor)s GROUP BY key HAVING argMax(deleted, version) = 1 AND s != ''",
                 {"g": group, "t": topic, "p": partition, "keys": tuple(keys), "floor": floors.get(partition, 0)},
-                settings={"strings_as_bytes": True, **self.state_read_settings})
+                settings={"strings_as_bytes": True})
             found[partition] = [row[0] for row in rows]
         return found
 
     def all_tombstones(self, group: str, topic: str, partition: int, floor: int) -> list[tuple[str, bytes]]:
         """Every ``(key, tombstone)`` of one partition at or above ``floor`` (what a compaction must consider
         keeping). Blocks; raises Unavailable."""
-        rows = self._execute(
-            "SELECT key, argMax(state, version) AS s FROM consumer_state "
+        rows = self._state(
+            group, topic, partition,
+            "SELECT key, argMax(state, version) AS s FROM {table} "
             "WHERE consumer_group = %(g)s AND topic = %(t)s AND partition = %(p)s AND key != '' "
             "AND version >= %(floor)s GROUP BY key HAVING argMax(deleted, version) = 1 AND s != ''",
-            {"g": group, "t": topic, "p": partition, "floor": floor},
-            settings={"strings_as_bytes": True, **self.state_read_settings})
+            {"g": group, "t": topic, "p": partition, "floor": floor}, settings={"strings_as_bytes": True})
         return [(key.decode("utf-8", "surrogatepass"), state) for key, state in rows]
 
     def compact(self, group: str, topic: str, partition: int, live: Iterable[tuple[str, bytes]],
@@ -215,3 +223,78 @@ class ClickHouseStore:
 
     def close(self) -> None:
         self.client.disconnect()
+        if self.replicas is not None:
+            self.replicas.close()
+
+
+def run(client: Client, query: str, params: object = None, **kwargs: object) -> list:
+    """``client.execute`` with ClickHouse's failures sorted: transient ones raise Unavailable (the client
+    disconnected, to reconnect on its next call), anything else propagates. Blocks."""
+    try:
+        return client.execute(query, params, **kwargs)
+    except (ClickHouseError, OSError, EOFError) as exc:
+        transient = (isinstance(exc, TRANSPORT_ERRORS)
+                     or isinstance(exc, ServerException) and exc.code in TRANSIENT_CODES)
+        if not transient:
+            raise  # bug: a query or row ClickHouse rejects for good
+        client.disconnect()  # transient: the next call reconnects
+        detail = " ".join(str(exc).split("Stack trace")[0].split())[:300]
+        raise Unavailable(f"{type(exc).__name__}: {detail}", getattr(exc, "code", None)) from None
+
+
+class ShardReplicas:
+    """Reads of ``consumer_state`` on a cluster from a replica that has caught up (see SYNC_TIMEOUT_S above).
+
+    The shard that holds a partition's rows is the one the Distributed table sends them to:
+    ``cityHash64(consumer_group, topic, partition)`` (the DDL's sharding key, computed by the server) modulo the
+    sum of the shards' weights, slots given to the shards in order, as many as each one's weight. The cluster's
+    layout is read once from ``system.clusters``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.slots: list[list[tuple[str, int]]] = []  # per weight slot: that shard's replicas (host, port)
+        self.clients: dict[tuple[tuple[str, int], bool], Client] = {}  # (address, for syncing) -> client
+
+    def read(self, via: Client, group: str, topic: str, partition: int, query: str, params: dict,
+             **kwargs: object) -> tuple[list, int]:
+        """Rows of ``query`` (on the local table) from the first replica of the partition's shard that catches
+        up, and the rows the server read. Blocks; raises Unavailable when none can."""
+        if not self.slots:
+            self._layout(via)
+        ((h,),) = run(via, "SELECT cityHash64(toString(%(g)s), toString(%(t)s), toUInt32(%(p)s))",
+                      {"g": group, "t": topic, "p": partition})
+        failures = []
+        for address in self.slots[h % len(self.slots)]:
+            try:
+                # 18.16 waits for the sync with no limit of its own: the sync client's socket timeout is the limit
+                run(self._client(address, sync=True),
+                    f"SYSTEM SYNC REPLICA `{self.settings.clickhouse_database}`.consumer_state_local")
+                client = self._client(address)
+                rows = run(client, query, params, **kwargs)
+                return rows, client.last_query.progress.rows
+            except Unavailable as exc:
+                failures.append(f"{address[0]}:{address[1]}: {exc}")
+        raise Unavailable("no replica of the shard could catch up to read state: " + "; ".join(failures))
+
+    def _layout(self, via: Client) -> None:
+        rows = run(via, "SELECT shard_num, shard_weight, host_name, port FROM system.clusters "
+                        "WHERE cluster = %(c)s ORDER BY shard_num, replica_num", {"c": self.settings.clickhouse_cluster})
+        shards: dict[int, tuple[int, list[tuple[str, int]]]] = {}
+        for shard, weight, host, port in rows:
+            shards.setdefault(shard, (weight, []))[1].append((host, port))
+        self.slots = [replicas for _, (weight, replicas) in sorted(shards.items()) for _ in range(weight)]
+        if not self.slots:
+            raise Unavailable(f"cluster {self.settings.clickhouse_cluster!r} is not in system.clusters")
+
+    def _client(self, address: tuple[str, int], sync: bool = False) -> Client:
+        if (address, sync) not in self.clients:
+            s = self.settings
+            self.clients[address, sync] = Client(
+                host=address[0], port=address[1], user=s.clickhouse_user, password=s.clickhouse_password,
+                database=s.clickhouse_database, connect_timeout=3,
+                send_receive_timeout=SYNC_TIMEOUT_S if sync else 60, sync_request_timeout=5)
+        return self.clients[address, sync]
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.disconnect()

@@ -65,9 +65,10 @@ class Settings:
         "CLICKHOUSE_ALT_HOSTS", "", "More ClickHouse servers as `host:port,host:port`, tried in turn when "
         "EVENTPIPE_CLICKHOUSE_HOST does not answer (failover).")
     clickhouse_state_quorum: int = _var(
-        "CLICKHOUSE_STATE_QUORUM", 2, "On a cluster: `insert_quorum` of the `consumer_state` writes — replicas "
-        "of the owning shard that must hold a state write before it counts (restores read with "
-        "`select_sequential_consistency`).")
+        "CLICKHOUSE_STATE_QUORUM", 1, "On a cluster: `insert_quorum` of the `consumer_state` writes — replicas "
+        "of the owning shard that must hold a state write before it counts. 1: one (losing a replica stops no "
+        "worker; reads of state sync a replica first, so they are never stale either way); 2: two, so a state "
+        "write survives losing any one replica, at the price of the stateful workers waiting while one is away.")
     # --- gateway -------------------------------------------------------------------------------------------
     http_host: str = _var("HTTP_HOST", "127.0.0.1", "Address the gateway listens on.")
     http_port: int = _var("HTTP_PORT", 8080, "Port the gateway listens on.")

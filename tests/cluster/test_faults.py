@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import json
 import os
 import random
@@ -172,7 +173,11 @@ def test_kill_a_broker_and_a_replica_under_load(fresh_cluster_settings: Settings
 
         kill9(killed[0])
         time.sleep(5)
+        survivor = next(n for n in cluster.NODES if n.shard == KILLED_NODE.shard and n != KILLED_NODE)
+        local = client(node_settings(s, survivor), s.clickhouse_database)
+        on_shard = {g for (g,) in local.execute("SELECT DISTINCT consumer_group FROM consumer_state_local")}
         kill9(killed[1])
+        ((t_down,),) = local.execute("SELECT now()")
         time.sleep(12)  # longer than ZooKeeper's session timeout: the replica's session has expired, as after a crash
 
         t0 = time.monotonic()
@@ -180,6 +185,13 @@ def test_kill_a_broker_and_a_replica_under_load(fresh_cluster_settings: Settings
         wait_until(lambda: isr_complete(s), 180, "the restarted broker back in every ISR", pool)
         figures["broker_back_in_isr_s"] = round(time.monotonic() - t0, 1)
 
+        # the replica is still away (since t_down); the stateful workers, past the group's recovery from the
+        # broker's death, went on writing the state that lives on its shard
+        written = dict(local.execute(
+            "SELECT consumer_group, count() FROM consumer_state_local WHERE written_at > %(a)s GROUP BY consumer_group",
+            {"a": t_down + datetime.timedelta(seconds=2)}))
+        figures["state_rows_written_while_a_replica_was_away"] = written
+        assert all(written.get(g, 0) > 0 for g in on_shard), (on_shard, written)
         t0 = time.monotonic()
         procs.start(killed[1])
         wait_until(lambda: replica_caught_up(s, KILLED_NODE), 180, "the restarted replica caught up", pool)

@@ -1,10 +1,10 @@
 """consumer_state on a cluster: a worker restored through any node reads what the previous owner wrote.
 
-18.16 offers quorum inserts (``insert_quorum``) and sequentially consistent reads (``select_sequential_
-consistency``). The hazard is shown first: with replication alone (fetches of one replica stopped, as when it lags)
-a write succeeds on one replica and a restore through the other returns the older state. The store's quorum
-write does not succeed in that situation — so no Kafka commit follows it — and once the replica fetches again the
-retried write goes through and a restore through that replica reads it."""
+The hazard is shown first: replication is asynchronous, so with one replica lagging (its fetches stopped) a
+write succeeds on the other and a plain read of the lagging one returns the older state. The store's state reads
+go to a replica of the owning shard only once ``SYSTEM SYNC REPLICA`` has made it fetch every part it knows of:
+the lagging replica cannot catch up, so the read goes to the other one and gets the newest state; with that one
+away as well the read fails and is retried — it never returns the older state."""
 
 from __future__ import annotations
 
@@ -31,54 +31,77 @@ def write(store: ClickHouseStore, state: bytes, version: int) -> None:
                       {PARTITION: Checkpoint(0, version + 1).encode()}, {PARTITION: version + 1})
 
 
-def restored_through(settings: Settings, node: cluster.Node, consistent: bool = True) -> tuple[bytes, ...]:
-    store = ClickHouseStore(node_settings(settings, node))
-    if not consistent:
-        store.state_read_settings = {}
-    try:
-        return store.load_state(GROUP, TOPIC, PARTITION).states
-    finally:
-        store.close()
+def plain_read(settings: Settings, node: cluster.Node) -> list[bytes]:
+    """What a replica's local table holds for the key, newest first, with no catching up."""
+    return [r[0] for r in client(node_settings(settings, node), settings.clickhouse_database).execute(
+        "SELECT state FROM consumer_state_local WHERE key = 'k' ORDER BY version DESC",
+        settings={"strings_as_bytes": True})]
 
 
-def test_a_state_write_counts_only_once_both_replicas_of_its_shard_hold_it(cluster_settings: Settings) -> None:
+def wait_until(check, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        time.sleep(0.3)
+
+
+def test_a_state_read_never_returns_an_older_state_than_was_written(cluster_settings: Settings) -> None:
     s = cluster_settings
     store = ClickHouseStore(s)
     write(store, b"v1", 1)
-    holders = [n for n in cluster.NODES
-               if client(node_settings(s, n), s.clickhouse_database).execute(
-                   "SELECT count() FROM consumer_state_local")[0][0] > 0]
-    assert len(holders) == 2 and holders[0].shard == holders[1].shard, holders  # quorum: both replicas, one shard
-    # the writes below go through the other replica of the shard (a Distributed insert prefers the local replica):
-    # a write landing on the lagging replica itself would be fetched by the healthy one, and both would hold it
-    writer, lagging = holders
-    store.close()
-    store = ClickHouseStore(node_settings(s, writer))
-    store.state_write_settings = {**store.state_write_settings, "insert_quorum_timeout": 3000}  # fail fast here
+    wait_until(lambda: sum(1 for n in cluster.NODES if plain_read(s, n)) == 2, 30, "v1 on both replicas")
+    holders = [n for n in cluster.NODES if plain_read(s, n)]
+    assert holders[0].shard == holders[1].shard, holders
+    # the store finds the same shard the Distributed table chose (it computes it from the sharding key)
+    assert store.load_state(GROUP, TOPIC, PARTITION).states == (b"v1",)
+    # the store tries the shard's first replica first: make that one the lagging one, and write through the other
+    # (a Distributed insert prefers the local replica)
+    lagging, writer = holders
+    writes = ClickHouseStore(node_settings(s, writer))
     lagging_client = client(node_settings(s, lagging), s.clickhouse_database)
     lagging_client.execute("SYSTEM STOP FETCHES consumer_state_local")
+    writer_svc = cluster.node_service(Settings.from_env(), writer)
     try:
-        # the hazard: replication alone — the write succeeds, a restore through the lagging replica is stale
-        plain = ClickHouseStore(node_settings(s, writer))
-        plain.state_write_settings = dict(DISTRIBUTED_WRITE)
-        write(plain, b"v2", 2)
-        assert restored_through(s, lagging, consistent=False) == (b"v1",)
-        # the store's quorum write is not reported done while a replica of the shard lacks it
+        write(writes, b"v2", 2)  # one replica is enough for a write (EVENTPIPE_CLICKHOUSE_STATE_QUORUM=1)
+        assert plain_read(s, lagging) == [b"v1"] and plain_read(s, writer)[0] == b"v2"  # the hazard
+        # the store's read: the lagging replica cannot catch up in time, the other one can — the newest state
+        assert store.load_state(GROUP, TOPIC, PARTITION).states == (b"v2",)
+        assert plain_read(s, lagging) == [b"v1"]  # it was not read from the lagging one
+        # the replica with the only copy of v2 away as well: the read fails (retried) — never v1
+        writes.close()
+        pid = procs.running_pid(writer_svc)
+        assert pid is not None
+        os.killpg(pid, signal.SIGKILL)
+        wait_until(lambda: procs.running_pid(writer_svc) is None, 30, "the writer replica gone")
         with pytest.raises(Unavailable):
-            write(store, b"v3", 3)
+            store.load_state(GROUP, TOPIC, PARTITION)
     finally:
         lagging_client.execute("SYSTEM START FETCHES consumer_state_local")
-    deadline = time.monotonic() + 60
-    while True:  # the worker's retry loop: the same rows again until the write counts
-        try:
-            write(store, b"v3", 3)
-            break
-        except Unavailable:
-            assert time.monotonic() < deadline, "the quorum write never went through after fetches resumed"
-            time.sleep(0.5)
-    for node in holders:
-        assert restored_through(s, node) == (b"v3",), node
-    assert restored_through(s, cluster.NODES[0] if writer.shard != 1 else cluster.NODES[3]) == (b"v3",)  # other shard's node
+        if procs.running_pid(writer_svc) is None:
+            procs.start(writer_svc)
+    wait_until(lambda: plain_read(s, lagging)[:1] == [b"v2"], 60, "the lagging replica fetched v2")
+    assert store.load_state(GROUP, TOPIC, PARTITION).states == (b"v2",)
+    store.close()
+
+
+def test_a_state_write_needs_one_replica_and_the_store_can_ask_for_two(cluster_settings: Settings) -> None:
+    """EVENTPIPE_CLICKHOUSE_STATE_QUORUM=2 makes a write wait for both replicas of its shard (insert_quorum)."""
+    s = cluster_settings
+    store = ClickHouseStore(s)
+    write(store, b"w1", 10)
+    wait_until(lambda: sum(1 for n in cluster.NODES if plain_read(s, n)[:1] == [b"w1"]) == 2, 30, "w1 on both")
+    holders = [n for n in cluster.NODES if plain_read(s, n)]
+    lagging_client = client(node_settings(s, holders[0]), s.clickhouse_database)
+    quorum = ClickHouseStore(node_settings(s, holders[1]))
+    quorum.state_write_settings = {**DISTRIBUTED_WRITE, "insert_quorum": 2, "insert_quorum_timeout": 3000}
+    lagging_client.execute("SYSTEM STOP FETCHES consumer_state_local")
+    try:
+        with pytest.raises(Unavailable):
+            write(quorum, b"w2", 11)
+        write(ClickHouseStore(node_settings(s, holders[1])), b"w3", 12)  # the default: one replica is enough
+    finally:
+        lagging_client.execute("SYSTEM START FETCHES consumer_state_local")
+    assert store.load_state(GROUP, TOPIC, PARTITION).states == (b"w3",)
 
 
 def test_compaction_deletes_below_the_floor_on_both_replicas_while_a_node_elsewhere_is_away(
@@ -95,6 +118,8 @@ def test_compaction_deletes_below_the_floor_on_both_replicas_while_a_node_elsewh
                       {p: Checkpoint(7, 2001).encode()}, {p: 2001})
     clients = {n: client(node_settings(s, n), s.clickhouse_database) for n in cluster.NODES}
     below = "SELECT count() FROM consumer_state_local WHERE `partition` = %(p)s AND version < 2000"
+    wait_until(lambda: sum(1 for c in clients.values() if c.execute(below, {"p": p})[0][0] == 2000) == 2, 30,
+               "the rows on both replicas of their shard")  # replication is asynchronous (quorum 1)
     holders = [n for n, c in clients.items() if c.execute(below, {"p": p})[0][0] > 0]
     assert len(holders) == 2 and holders[0].shard == holders[1].shard, holders
     away = next(n for n in cluster.NODES if n.shard != holders[0].shard and n.replica == 2)  # not the store's host
