@@ -292,7 +292,7 @@ class SessionsWorker(Stateful):
         self.machines[partition].recall(keys, tombstones)
 
     def tombstone_needed(self, partition: int, tombstone: bytes) -> bool:
-        return tombstone_needed(tombstone, self.machines[partition].watermark, self.config)
+        return tombstone_needed(tombstone)
 
     def persisted(self) -> None:
         for machine in self.machines.values():

@@ -36,7 +36,9 @@ points — never on arrival order, batch boundaries or duplicates):
     (counted in ``dropped_late``; the row keeps what it knew). Otherwise the tombstone comes back to memory and
     the event applies as if the key had never left: a START-only session that timed out stays ``timed_out``
     with its ``start_time`` and shows the late END's ``end_time`` and ``duration_s``; an orphan keeps counting.
-  A tombstone costs no memory (it lives in ClickHouse); ``H`` bounds how long one must be kept.
+  A tombstone costs no memory (it lives in ClickHouse). ``H`` bounds how long a late event can change the row,
+  not how long the tombstone is kept: beyond ``H`` it is what makes the event be ignored, so compaction keeps it
+  for good (``tombstone_needed``) — one ``consumer_state`` row per evicted key.
   Deadlines are applied *before* the event that moves the watermark, so it makes no difference whether this
   event or another one moved it. Shuffles in which no event arrives after the watermark passed its own
   timestamp + ``G``, for keys whose events span less than ``T``, never hit any of these cases.
@@ -432,16 +434,17 @@ def _apply(value: bytes, event: SessionEvent, offset: int) -> bytes | None:
     return _HDR.pack(offset, start, end, first, last, due, flags) + digests
 
 
-def tombstone_needed(tombstone: bytes, watermark: int, config: SessionConfig) -> bool:
-    """Whether an evicted key's tombstone (``Change.tombstone``) must still be kept at ``watermark`` — what
-    compacting ``consumer_state`` asks. A late UPDATE/END joins it only if it lies within ``late_horizon_s`` of the
-    key's last event, and any event ``retention_s`` below the watermark is dropped before a look-up: past
-    ``last + late_horizon_s + retention_s`` no event can join it any more. (One that lies beyond the horizon was
-    ignored because of the tombstone; once it is gone, such an event starts a new key, like a session id never
-    seen.) Raises ValueError on a corrupt tombstone."""
-    _, value = _decode(tombstone, check_key=False)
-    last = _HDR.unpack_from(value)[4]
-    return watermark < last + config.late_horizon_s + config.retention_s
+def tombstone_needed(tombstone: bytes) -> bool:
+    """Whether compacting ``consumer_state`` must keep an evicted key's tombstone (``Change.tombstone``): always.
+    Within ``late_horizon_s`` of the key's last event a late UPDATE/END joins it; after that the tombstone is what
+    makes such an event be *ignored* (the row keeps what it knew). Without it the event would find no key and
+    start a new one with no START — an ``orphan`` row replacing a session whose START was seen (SPEC §3.1: never
+    an orphan, however long after it the next event comes), or a ``closed`` one. An UPDATE/END can come for any
+    key at any time (only ``timestamp + retention_s <= watermark`` drops it unseen, and a later timestamp is never
+    that late), so no watermark makes a tombstone useless: compaction drops the rows a key no longer needs, never
+    the key. Raises ValueError on a corrupt tombstone."""
+    _decode(tombstone, check_key=False)
+    return True
 
 
 def _make_row(key: str, visible: tuple[str, int | None, int | None, int | None, int], version: int) -> SessionRow:

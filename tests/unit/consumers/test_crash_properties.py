@@ -147,11 +147,11 @@ def test_join_windows_survive_crashes_anywhere(records, batch_rows, schedule, co
     assert store.final("joined_events", key, 16) == reference(settings, JoinsWorker, source, key, 16)
 
 
-def test_compaction_keeps_the_tombstones_a_late_end_still_needs_and_drops_the_rest() -> None:
+def test_compaction_keeps_the_tombstones_a_late_end_still_needs() -> None:
     """Session 1 is evicted (timed out) while the stream goes on, the state is compacted after (nearly) every
     batch, then a late END of it within the horizon comes: it must meet its tombstone (timed_out with its end
-    shown), not start an orphan. Session 0's tombstone is past horizon + retention at the end and goes; session
-    4's is not and stays."""
+    shown), not start an orphan. Session 0's and session 4's tombstones stay, however far the watermark is past
+    their horizon (see the test below)."""
     settings = Settings.from_env({}, batch_rows=1, batch_seconds=1.0, topic_prefix="t", session_timeout_s=100,
                                  orphan_grace_s=20, session_late_horizon_s=600)
     source, store = CrashingSource(settings.topic_events, []), CrashingStore([])
@@ -166,4 +166,26 @@ def test_compaction_keeps_the_tombstones_a_late_end_still_needs_and_drops_the_re
     assert [r[3:6] for r in final.values() if r[2] == "session1x"] == [("timed_out", BASE + 10, BASE + 150)]
     tombstones = {k for k, r in FakeStore._latest(store, "t.sessions", settings.topic_events, 0, 0).items()
                   if r[6] == 1 and r[4]}
-    assert any("session4x" in k for k in tombstones) and not any("session0x" in k for k in tombstones)  # compacted away: beyond last + horizon + retention
+    assert any("session4x" in k for k in tombstones) and any("session0x" in k for k in tombstones)
+
+
+def test_compaction_keeps_a_tombstone_past_its_horizon_so_a_later_update_is_ignored() -> None:
+    """Found by the property above (seed 2), shrunk: session 2 starts and is evicted (timed_out) when session 0
+    starts at last + horizon + retention; UPDATEs of session 0 give more compactions, the last one with its floor
+    above the tombstone's row (two UPDATEs were enough before the fix, four with the tombstone in the snapshot). Then an UPDATE of session 2 comes, beyond the horizon but not late (ts +
+    retention > watermark): the tombstone makes it ignored and the row stays timed_out with its START. Compaction
+    used to drop the tombstone as "no longer needed", and the UPDATE started a new key: an orphan row replacing
+    the timed_out one (SPEC §3.1: a session whose START was seen is never an orphan)."""
+    settings = Settings.from_env({}, batch_rows=1, batch_seconds=1.0, topic_prefix="t", session_timeout_s=100,
+                                 orphan_grace_s=20, session_late_horizon_s=600)
+    source, store = CrashingSource(settings.topic_events, []), CrashingStore([])
+    stream = [("START", 0, "session2x"), ("START", 720, "session0x")]
+    stream += [("UPDATE", 720 + i, "session0x") for i in range(1, 5)] + [("UPDATE", 700, "session2x")]
+    for action, dt, session in stream:
+        source.produce(0, event_bytes(action, BASE + dt, session=session, event_id=f"{action}-{session}-{dt}"))
+    run_with_crashes(settings, SessionsWorker, source, store, [], compact_min_rows=1)
+    # the compactions did run past the eviction (offset 1): the tombstone is there only as a snapshot row
+    assert store.load_state("t.sessions", settings.topic_events, 0).checkpoint.floor > 1
+    final = store.final("sessions", 3, 8)
+    assert final == reference(settings, SessionsWorker, source, 3, 8)
+    assert [r[3:6] for r in final.values() if r[2] == "session2x"] == [("timed_out", BASE, None)]
