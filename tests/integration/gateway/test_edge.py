@@ -119,11 +119,16 @@ def test_compressed_batches_are_accepted_on_both_routes(edge: Edge) -> None:
     assert status == 415 and json.loads(raw)["error"]["code"] == 5
 
 
-def peak_rss_kib(pid: int) -> int:
+def status_kib(pid: int, field: str) -> int:
+    """A memory figure of /proc/PID/status (``VmHWM``: peak RSS, ``VmRSS``: RSS now), in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
-    raise AssertionError("no VmHWM")
+    raise AssertionError(f"no {field}")
+
+
+def peak_rss_kib(pid: int) -> int:
+    return status_kib(pid, "VmHWM")
 
 
 def test_a_gzip_bomb_of_gibibytes_is_a_413_that_costs_no_more_than_the_limit(edge: Edge) -> None:
@@ -146,10 +151,7 @@ def test_a_gzip_bomb_of_gibibytes_is_a_413_that_costs_no_more_than_the_limit(edg
 
 
 def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+    return status_kib(pid, "VmRSS")
 
 
 def test_large_bodies_do_not_stay_in_the_workers_memory(edge: Edge) -> None:
