@@ -187,11 +187,15 @@ def test_kill_a_broker_and_a_replica_under_load(fresh_cluster_settings: Settings
 
         # the replica is still away (since t_down); the stateful workers, past the group's recovery from the
         # broker's death, went on writing the state that lives on its shard
-        written = dict(local.execute(
-            "SELECT consumer_group, count() FROM consumer_state_local WHERE written_at > %(a)s GROUP BY consumer_group",
-            {"a": t_down + datetime.timedelta(seconds=2)}))
-        figures["state_rows_written_while_a_replica_was_away"] = written
-        assert all(written.get(g, 0) > 0 for g in on_shard), (on_shard, written)
+        def written() -> dict[str, int]:
+            return dict(local.execute(
+                "SELECT consumer_group, count() FROM consumer_state_local WHERE written_at > %(a)s "
+                "GROUP BY consumer_group", {"a": t_down + datetime.timedelta(seconds=2)}))
+
+        # (the replica stays away until they have: a slow machine may take longer over the group's recovery)
+        wait_until(lambda: all(written().get(g, 0) > 0 for g in on_shard), 90,
+                   f"state writes of {sorted(on_shard)} on the shard whose replica is away", pool)
+        figures["state_rows_written_while_a_replica_was_away"] = written()
         t0 = time.monotonic()
         procs.start(killed[1])
         wait_until(lambda: replica_caught_up(s, KILLED_NODE), 180, "the restarted replica caught up", pool)
