@@ -7,11 +7,9 @@ the workers started here get ``cluster_settings`` through their environment.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import subprocess
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,32 +100,10 @@ def _broker_home(settings: Settings, node: int) -> Path:
 def _write_broker_config(settings: Settings, node: int) -> Path:
     root = _broker_home(settings, node)
     (root / "logs").mkdir(parents=True, exist_ok=True)
-    voters = ",".join(f"{n}@127.0.0.1:{controller_port(n)}" for n in BROKER_IDS)
     config = root / "server.properties"
-    config.write_text(f"""# Written by deploy/cluster.py — broker+controller {node} of {len(BROKER_IDS)}, KRaft, loopback only.
-process.roles=broker,controller
-node.id={node}
-controller.quorum.voters={voters}
-listeners=PLAINTEXT://127.0.0.1:{broker_port(node)},CONTROLLER://127.0.0.1:{controller_port(node)}
-advertised.listeners=PLAINTEXT://127.0.0.1:{broker_port(node)}
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
-log.dirs={root / 'data'}
-num.partitions={settings.topic_partitions}
-default.replication.factor=3
-min.insync.replicas=2
-unclean.leader.election.enable=false
-offsets.topic.replication.factor=3
-offsets.topic.num.partitions=12
-transaction.state.log.replication.factor=3
-transaction.state.log.min.isr=2
-share.coordinator.state.topic.replication.factor=3
-share.coordinator.state.topic.min.isr=2
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=false
-log.retention.hours=168
-""")
+    config.write_text(kafka.server_properties(
+        f"Written by deploy/cluster.py — broker+controller {node} of {len(BROKER_IDS)}, KRaft, loopback only.", node,
+        {n: controller_port(n) for n in BROKER_IDS}, broker_port(node), root / "data", settings.topic_partitions))
     return config
 
 
@@ -135,17 +111,11 @@ def _format_brokers(settings: Settings, configs: dict[int, Path]) -> None:
     """Format each broker's storage once, all with one cluster id (kept in HOME/kafka-cluster-id)."""
     id_file = home(settings) / "kafka-cluster-id"
     if not id_file.exists():
-        id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=") + "\n")
+        id_file.write_text(kafka.new_cluster_id() + "\n")
     cluster_id = id_file.read_text().strip()
     for node, config in configs.items():
-        if (_broker_home(settings, node) / "data" / "meta.properties").exists():
-            continue
-        say(f"kafka-{node}: formatting storage (cluster {cluster_id})")
-        out = subprocess.run(kafka.java_command(settings, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                                                "-c", str(config), logs_dir=_broker_home(settings, node) / "logs"),
-                             capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        if out.returncode != 0:
-            raise DeployError(f"kafka-{node}: formatting storage failed:\n{out.stdout}{out.stderr}")
+        root = _broker_home(settings, node)
+        kafka.format_storage(settings, f"kafka-{node}", config, root / "data", cluster_id, logs_dir=root / "logs")
 
 
 def broker_service(settings: Settings, node: int) -> Service:

@@ -106,44 +106,65 @@ def java_command(settings: Settings, main_class: str, *args: str, heap: str = "2
             f"-Dkafka.logs.dir={logs_dir or _home(settings) / 'logs'}", main_class, *args]
 
 
+def server_properties(header: str, node: int, voters: dict[int, int], broker_port: int, data: Path,
+                      partitions: int) -> str:
+    """A KRaft broker+controller's server.properties on loopback. ``voters``: node id -> controller port of
+    every voter; with more than one, internal topics and defaults get replication 3 / min ISR 2 (else 1 / 1)."""
+    replicated = len(voters) > 1
+    rf, isr = (3, 2) if replicated else (1, 1)
+    cluster_defaults = ("default.replication.factor=3\nmin.insync.replicas=2\nunclean.leader.election.enable=false\n"
+                        if replicated else "")
+    return f"""# {header}
+process.roles=broker,controller
+node.id={node}
+controller.quorum.voters={",".join(f"{n}@127.0.0.1:{port}" for n, port in voters.items())}
+listeners=PLAINTEXT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{voters[node]}
+advertised.listeners=PLAINTEXT://127.0.0.1:{broker_port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs={data}
+num.partitions={partitions}
+{cluster_defaults}offsets.topic.replication.factor={rf}
+offsets.topic.num.partitions=12
+transaction.state.log.replication.factor={rf}
+transaction.state.log.min.isr={isr}
+share.coordinator.state.topic.replication.factor={rf}
+share.coordinator.state.topic.min.isr={isr}
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+log.retention.hours=168
+"""
+
+
+def format_storage(settings: Settings, name: str, config: Path, data: Path, cluster_id: str,
+                   logs_dir: Path | None = None) -> None:
+    """Format a broker's storage with ``cluster_id`` unless it already is. Raises DeployError."""
+    if (data / "meta.properties").exists():
+        return
+    say(f"{name}: formatting storage in {data} (cluster {cluster_id})")
+    out = subprocess.run(java_command(settings, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                                      "-c", str(config), logs_dir=logs_dir),
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if out.returncode != 0:
+        raise DeployError(f"{name}: formatting storage failed:\n{out.stdout}{out.stderr}")
+
+
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
 def _write_config(settings: Settings) -> Path:
     home = _home(settings)
     (home / "logs").mkdir(parents=True, exist_ok=True)
     config = home / "server.properties"
-    config.write_text(f"""# Written by deploy/kafka.py — single node, KRaft, loopback only.
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{CONTROLLER_PORT}
-listeners=PLAINTEXT://127.0.0.1:{BROKER_PORT},CONTROLLER://127.0.0.1:{CONTROLLER_PORT}
-advertised.listeners=PLAINTEXT://127.0.0.1:{BROKER_PORT}
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
-log.dirs={home / 'data'}
-num.partitions={settings.topic_partitions}
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=12
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=false
-log.retention.hours=168
-""")
+    config.write_text(server_properties("Written by deploy/kafka.py — single node, KRaft, loopback only.", 1,
+                                        {1: CONTROLLER_PORT}, BROKER_PORT, home / "data", settings.topic_partitions))
     return config
 
 
 def _format_once(settings: Settings, config: Path) -> None:
-    data = _home(settings) / "data"
-    if (data / "meta.properties").exists():
-        return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    say(f"kafka: formatting storage in {data} (cluster {cluster_id})")
-    out = subprocess.run(java_command(settings, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                                      "-c", str(config)), capture_output=True, text=True)
-    if out.returncode != 0:
-        raise DeployError(f"kafka: formatting storage failed:\n{out.stdout}{out.stderr}")
+    format_storage(settings, "kafka", config, _home(settings) / "data", new_cluster_id())
 
 
 def answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
