@@ -74,13 +74,14 @@ SYNC_TIMEOUT_S = 10  # how long one replica may take to catch up before the read
 DDL_WAIT_S = 10  # how long a compaction's ON CLUSTER delete waits for every replica (then it stays queued)
 
 
-def client_for(settings: Settings) -> Client:
-    """A client of EVENTPIPE_CLICKHOUSE_HOST, failing over to EVENTPIPE_CLICKHOUSE_ALT_HOSTS in turn."""
-    extra = {"alt_hosts": settings.clickhouse_alt_hosts} if settings.clickhouse_alt_hosts else {}
-    return Client(host=settings.clickhouse_host, port=settings.clickhouse_port,
-                  user=settings.clickhouse_user, password=settings.clickhouse_password,
+def client_for(settings: Settings, address: tuple[str, int] | None = None, timeout_s: float = 60) -> Client:
+    """A client of EVENTPIPE_CLICKHOUSE_HOST, failing over to EVENTPIPE_CLICKHOUSE_ALT_HOSTS in turn; or of the
+    one server at ``address``. ``timeout_s``: how long a socket read or write may wait."""
+    host, port = address or (settings.clickhouse_host, settings.clickhouse_port)
+    extra = {"alt_hosts": settings.clickhouse_alt_hosts} if settings.clickhouse_alt_hosts and not address else {}
+    return Client(host=host, port=port, user=settings.clickhouse_user, password=settings.clickhouse_password,
                   database=settings.clickhouse_database, connect_timeout=3,
-                  send_receive_timeout=60, sync_request_timeout=5, **extra)
+                  send_receive_timeout=timeout_s, sync_request_timeout=5, **extra)
 
 
 class ClickHouseStore:
@@ -288,11 +289,7 @@ class ShardReplicas:
 
     def _client(self, address: tuple[str, int], sync: bool = False) -> Client:
         if (address, sync) not in self.clients:
-            s = self.settings
-            self.clients[address, sync] = Client(
-                host=address[0], port=address[1], user=s.clickhouse_user, password=s.clickhouse_password,
-                database=s.clickhouse_database, connect_timeout=3,
-                send_receive_timeout=SYNC_TIMEOUT_S if sync else 60, sync_request_timeout=5)
+            self.clients[address, sync] = client_for(self.settings, address, SYNC_TIMEOUT_S if sync else 60)
         return self.clients[address, sync]
 
     def close(self) -> None:
