@@ -27,7 +27,7 @@ from eventpipe.settings import Settings
 
 from . import rules
 from .joins import JoinConfig, JoinRecord, JoinWindows
-from .sessions import SessionConfig, SessionEvent, SessionPairer, tombstone_needed
+from .sessions import SessionConfig, SessionEvent, SessionPairer
 from .state import Restored
 
 MAX_DATETIME = 2**32 - 1  # ClickHouse DateTime is UInt32 seconds
@@ -80,7 +80,6 @@ class Processor(Protocol):
     def open_keys(self) -> int: ...
     # stateful processors only (the worker compacts their state):
     def snapshot(self, partition: int) -> Iterator[tuple[str, bytes]]: ...
-    def tombstone_needed(self, partition: int, tombstone: bytes) -> bool: ...
 
 
 def ms(value: datetime) -> int:
@@ -239,10 +238,6 @@ class Stateful(NoLookups):
         """Every live state of a partition's machine, as persisted (for compacting ``consumer_state``)."""
         return self.machines[partition].snapshot()
 
-    def tombstone_needed(self, partition: int, tombstone: bytes) -> bool:
-        """Whether compaction must keep an evicted key's tombstone (joins keep none; sessions override)."""
-        return True
-
     def apply(self, message: Message, item: Any, to_row: Any) -> Outcome:
         machine = self.machines[message.partition]
         late = machine.dropped_late
@@ -290,9 +285,6 @@ class SessionsWorker(Stateful):
 
     def recall(self, partition: int, keys: list[str], tombstones: list[bytes]) -> None:
         self.machines[partition].recall(keys, tombstones)
-
-    def tombstone_needed(self, partition: int, tombstone: bytes) -> bool:
-        return tombstone_needed(tombstone)
 
     def persisted(self) -> None:
         for machine in self.machines.values():

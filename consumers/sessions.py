@@ -38,7 +38,7 @@ points — never on arrival order, batch boundaries or duplicates):
     with its ``start_time`` and shows the late END's ``end_time`` and ``duration_s``; an orphan keeps counting.
   A tombstone costs no memory (it lives in ClickHouse). ``H`` bounds how long a late event can change the row,
   not how long the tombstone is kept: beyond ``H`` it is what makes the event be ignored, so compaction keeps it
-  for good (``tombstone_needed``) — one ``consumer_state`` row per evicted key.
+  for good — one ``consumer_state`` row per evicted key (compaction copies every tombstone into its snapshot).
   Deadlines are applied *before* the event that moves the watermark, so it makes no difference whether this
   event or another one moved it. Shuffles in which no event arrives after the watermark passed its own
   timestamp + ``G``, for keys whose events span less than ``T``, never hit any of these cases.
@@ -69,7 +69,7 @@ from typing import Generic, TypeVar
 from .keys import split_key, strings_key
 
 __all__ = ["Change", "RecallRequired", "SessionConfig", "SessionEvent", "SessionPairer", "SessionRow",
-           "state_key", "tombstone_needed"]
+           "state_key"]
 
 START, UPDATE, END = "START", "UPDATE", "END"
 OPEN, CLOSED, TIMED_OUT, ORPHAN = "open", "closed", "timed_out", "orphan"
@@ -432,19 +432,6 @@ def _apply(value: bytes, event: SessionEvent, offset: int) -> bytes | None:
     if not changed:
         return None
     return _HDR.pack(offset, start, end, first, last, due, flags) + digests
-
-
-def tombstone_needed(tombstone: bytes) -> bool:
-    """Whether compacting ``consumer_state`` must keep an evicted key's tombstone (``Change.tombstone``): always.
-    Within ``late_horizon_s`` of the key's last event a late UPDATE/END joins it; after that the tombstone is what
-    makes such an event be *ignored* (the row keeps what it knew). Without it the event would find no key and
-    start a new one with no START — an ``orphan`` row replacing a session whose START was seen (SPEC §3.1: never
-    an orphan, however long after it the next event comes), or a ``closed`` one. An UPDATE/END can come for any
-    key at any time (only ``timestamp + retention_s <= watermark`` drops it unseen, and a later timestamp is never
-    that late), so no watermark makes a tombstone useless: compaction drops the rows a key no longer needs, never
-    the key. Raises ValueError on a corrupt tombstone."""
-    _decode(tombstone, check_key=False)
-    return True
 
 
 def _make_row(key: str, visible: tuple[str, int | None, int | None, int | None, int], version: int) -> SessionRow:

@@ -43,9 +43,8 @@ versions would let a stale write win) and that restore reads nothing below the c
 **Compaction.** Without it every key a partition ever had keeps rows, and restore reads them all. When a
 partition's rows written since its last compaction exceed twice its live keys (and ``COMPACT_MIN_ROWS``), the
 owner, right after a flush (state as of ``next_offset``), writes a *snapshot*: every live key's state and every
-tombstone still needed (sessions: all of them — a late UPDATE/END joins its key's tombstone within the horizon
-and is ignored because of it after, so an evicted session keeps one row for good; see ``tombstone_needed`` in
-sessions.py), all with version ``V = next_offset − 1``, then — only once all of them are in — a checkpoint with
+tombstone (sessions: a late UPDATE/END joins its key's tombstone within the horizon and is ignored because of
+it after, so an evicted session keeps one row for good; see the module docstring of sessions.py), all with version ``V = next_offset − 1``, then — only once all of them are in — a checkpoint with
 ``floor = V`` (snapshot rows without it, after a crash, are copies of states as of V, superseded like any row).
 Restore and tombstone look-ups read only rows with ``version >= floor`` (``floor`` = the largest any checkpoint
 row of the partition carries, so a stale checkpoint cannot lower it); then an ``ALTER TABLE … DELETE`` removes the

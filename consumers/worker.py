@@ -219,9 +219,7 @@ class Worker:
         if floor <= self.floors.get(partition, 0):
             return
         try:
-            kept = [(key, t) for key, t in self.store.all_tombstones(self.group, proc.topic, partition,
-                                                                     self.floors.get(partition, 0))
-                    if proc.tombstone_needed(partition, t)]
+            kept = self.store.all_tombstones(self.group, proc.topic, partition, self.floors.get(partition, 0))
             started = self.clock.time()
             rows = self.store.compact(self.group, proc.topic, partition, proc.snapshot(partition), kept,
                                       Checkpoint(checkpoint.watermark, checkpoint.next_offset, floor))

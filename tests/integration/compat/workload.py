@@ -192,7 +192,7 @@ def worker_calls(settings: Settings, published: list[Published]) -> list[Call]:
                       if call.query.startswith("INSERT INTO consumer_state")
                       for (g, _, _, key, state, _, deleted) in call.params if g == group and key}
             kept = [(key, state) for key, (state, deleted) in latest.items()
-                    if deleted and state and processor.tombstone_needed(0, state)]
+                    if deleted and state]
             floor = len(values) - 1
             store.compact(group, processor.topic, 0, processor.snapshot(0), kept,
                           Checkpoint(processor.watermark(0), len(values), floor))
