@@ -134,17 +134,12 @@ def drain_body(req: falcon.Request, bound: int) -> bool:
     Blocks (each read within the client's deadline). Returns True when the body was read to its end."""
     if req.content_length is not None and req.content_length > bound:
         return False  # far beyond any limit: not worth reading, the connection is closed at once
-    stream = _wire_stream(req)
-    total = 0
     try:
-        while total <= bound:
-            chunk = stream.read(READ_CHUNK)
-            if not chunk:
-                return True
-            total += len(chunk)
-    except OSError:  # invalid input: the client stalled or went away; closing is all that is left
+        for _ in _wire_chunks(req, bound):
+            pass
+    except (TooLarge, BodyNotReceived):  # beyond the bound, or the client stalled or went away: close
         return False
-    return False
+    return True
 
 
 def media_type(req: falcon.Request) -> str:
