@@ -17,6 +17,15 @@ from .harness import (BenchConfig, BenchError, Proc, Processes, app_env, cpu_sec
 from .workload import ACCOUNT
 
 
+def create_key(settings: Settings, account: str) -> str:
+    """A key for ``account`` in the gateway's key file (before the gateway starts, which reads it)."""
+    out = subprocess.run(python_module("ingest_gateway", "keys", "create", "--account", account),
+                         capture_output=True, text=True, env={**os.environ, **app_env(settings)}, timeout=60)
+    if out.returncode != 0:
+        raise BenchError(f"creating a key for {account} failed:\n{out.stderr[-1500:]}")
+    return out.stdout.strip().splitlines()[-1]
+
+
 class Gateway:
     """A running ``python -m ingest_gateway serve`` with its own key file and port."""
 
@@ -28,11 +37,7 @@ class Gateway:
         port = port or free_port()
         self.settings = replace(settings, home=str(home), http_port=port, keys_file=str(home / "keys.json"))
         env = app_env(self.settings)
-        out = subprocess.run(python_module("ingest_gateway", "keys", "create", "--account", account),
-                             capture_output=True, text=True, env={**os.environ, **env}, timeout=60)
-        if out.returncode != 0:
-            raise BenchError(f"gateway: creating a key failed:\n{out.stderr[-1500:]}")
-        self.key = out.stdout.strip().splitlines()[-1]
+        self.key = create_key(self.settings, account)
         self.url = f"http://127.0.0.1:{port}/v3/events"
         argv = python_module(module, "serve") if module == "ingest_gateway" else python_module(module)
         if profile_dir is not None:

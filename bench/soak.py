@@ -19,10 +19,8 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
-import os
 import random
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -37,7 +35,7 @@ from eventpipe.settings import Settings
 from ingest_gateway.records import event_ids
 from ingest_gateway.validation import Limits, validate_events
 
-from .gateway import Gateway
+from .gateway import Gateway, create_key
 from .harness import (BenchConfig, BenchError, Processes, app_env, children, python_module, replace, say,
                       status_kb, wait_for)
 
@@ -493,12 +491,3 @@ def exactly_once(ch: Any, accepted: set[str], maybe: set[str], dead: Callable[[]
             "maybe_events": len(maybe), "raw_event_rows": raw, "drain_s": drained_s,
             "mutated_accepted_events": other[0], "mutated_duplicated": other[0] - other[1],
             "exactly_once": not (accepted - found) and not twice and not (found - accepted - maybe)}
-
-
-def create_key(settings: Settings, account: str) -> str:
-    """A key for ``account`` in the gateway's key file (before the gateway starts, which reads it)."""
-    out = subprocess.run(python_module("ingest_gateway", "keys", "create", "--account", account),
-                         capture_output=True, text=True, env={**os.environ, **app_env(settings)}, timeout=60)
-    if out.returncode != 0:
-        raise BenchError(f"soak: creating a key failed:\n{out.stderr[-1500:]}")
-    return out.stdout.strip().splitlines()[-1]

@@ -20,6 +20,7 @@ from typing import Iterator
 
 import pytest
 
+from bench.harness import status_kb
 from eventpipe.codec import EVENT
 from eventpipe.settings import Settings
 from tests.unit.gateway.helpers import event
@@ -119,16 +120,11 @@ def test_compressed_batches_are_accepted_on_both_routes(edge: Edge) -> None:
     assert status == 415 and json.loads(raw)["error"]["code"] == 5
 
 
-def status_kib(pid: int, field: str) -> int:
-    """A memory figure of /proc/PID/status (``VmHWM``: peak RSS, ``VmRSS``: RSS now), in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise AssertionError(f"no {field}")
-
-
-def peak_rss_kib(pid: int) -> int:
-    return status_kib(pid, "VmHWM")
+def kib(pid: int, field: str) -> int:
+    """``VmHWM`` (peak RSS) or ``VmRSS`` of a live process, in KiB."""
+    value = status_kb(pid, field)
+    assert value is not None, f"process {pid} is gone"
+    return value
 
 
 def test_a_gzip_bomb_of_gibibytes_is_a_413_that_costs_no_more_than_the_limit(edge: Edge) -> None:
@@ -139,19 +135,15 @@ def test_a_gzip_bomb_of_gibibytes_is_a_413_that_costs_no_more_than_the_limit(edg
     bomb = member * 32  # 8 GiB of zeros once decompressed
     assert len(bomb) < limit
     (worker,) = edge.workers()
-    before = peak_rss_kib(worker)
+    before = kib(worker, "VmHWM")
     status, headers, body = post_whole_body_first(
         edge.url, "/v3/events", bomb,
         {"Content-Type": "application/json", "Content-Encoding": "gzip", "X-Api-Key": edge.key})
     assert status == 413 and body["error"]["code"] == 4 and "once decompressed" in body["error"]["message"]
-    grown_kib = peak_rss_kib(worker) - before
+    grown_kib = kib(worker, "VmHWM") - before
     assert grown_kib * 1024 < 3 * limit, f"the worker's peak RSS grew by {grown_kib} KiB"
     assert edge.workers() == [worker]  # the same worker, alive and serving
     assert request(edge.url + "/healthz")[0] == 200
-
-
-def rss_kib(pid: int) -> int:
-    return status_kib(pid, "VmRSS")
 
 
 def test_large_bodies_do_not_stay_in_the_workers_memory(edge: Edge) -> None:
@@ -163,7 +155,7 @@ def test_large_bodies_do_not_stay_in_the_workers_memory(edge: Edge) -> None:
     v3 = {"Content-Type": "application/json", "X-Api-Key": edge.key}
     (worker,) = edge.workers()
     assert request(edge.url + "/healthz")[0] == 200
-    before = rss_kib(worker)
+    before = kib(worker, "VmRSS")
 
     def client() -> None:
         for _ in range(6):
@@ -176,7 +168,7 @@ def test_large_bodies_do_not_stay_in_the_workers_memory(edge: Edge) -> None:
     for t in clients:
         t.join(120)
     time.sleep(0.5)
-    grown = rss_kib(worker) - before
+    grown = kib(worker, "VmRSS") - before
     print(f"RSS {before} KiB before, {before + grown} KiB after")
     # each thread held up to ~3 × the limit at once (the body, its text, the decompressed bomb): without the
     # memory going back that stays, 4 threads × tens of MiB; with it, what is left is Python's own caches
