@@ -21,7 +21,7 @@ from clickhouse_driver.errors import (NetworkError, PartiallyConsumedQueryError,
 from eventpipe.settings import Settings
 
 from .errors import Unavailable
-from .state import CHECKPOINT_KEY, STATE_COLUMNS, Checkpoint, Restored
+from .state import CHECKPOINT_KEY, STATE_COLUMNS, Checkpoint, History, Restored
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,8 @@ DISTRIBUTED_WRITE = {"insert_distributed_sync": 1}
 # made that replica fetch every part ZooKeeper's replication log knows of. An insert is in that log before it
 # returns, so the replica read has every state write that counted: never an older state. When the only copy of a
 # part is on a replica that is away, the sync cannot finish; the read fails over to the next replica, and if
-# none can sync it fails (Unavailable: retried) — it waits rather than read something stale.
+# none can sync it fails (Unavailable: retried) — it waits rather than read something stale. The look-ups in the
+# output table that stand in for forgotten tombstones (seen_at_or_below) read every shard the same way.
 QUORUM_TIMEOUT_MS = 20_000
 SYNC_TIMEOUT_S = 10  # how long one replica may take to catch up before the read tries the next one
 DDL_WAIT_S = 10  # how long a compaction's ON CLUSTER delete waits for every replica (then it stays queued)
@@ -156,21 +157,44 @@ class ClickHouseStore:
         return Restored(checkpoint=checkpoint, states=tuple(states[0]) if states else (), rows_read=read)
 
     def load_tombstones(self, group: str, topic: str, lookups: dict[int, list[str]],
-                        floors: dict[int, int]) -> dict[int, list[bytes]]:
-        """The tombstones of evicted keys, per partition: the latest row (at or above the partition's compaction
-        floor) of each key in ``lookups`` when it is a delete that kept its state. One query per partition (a
-        primary-key range each). Blocks; raises Unavailable."""
-        found: dict[int, list[bytes]] = {}
+                        floors: dict[int, int]) -> dict[int, dict[str, bytes]]:
+        """The tombstones of evicted keys, per partition and key: the latest row (at or above the partition's
+        compaction floor) of each key in ``lookups`` when it is a delete that kept its state. One query per
+        partition (a primary-key range each). Blocks; raises Unavailable."""
+        found: dict[int, dict[str, bytes]] = {}
         for partition, keys in lookups.items():
             rows = self._state(
                 group, topic, partition,
-                "SELECT argMax(state, version) AS s FROM {table} "
+                "SELECT key, argMax(state, version) AS s FROM {table} "
                 "WHERE consumer_group = %(g)s AND topic = %(t)s AND partition = %(p)s AND key IN %(keys)s "
                 "AND version >= %(floor)s GROUP BY key HAVING argMax(deleted, version) = 1 AND s != ''",
                 {"g": group, "t": topic, "p": partition, "keys": tuple(keys), "floor": floors.get(partition, 0)},
                 settings={"strings_as_bytes": True})
-            found[partition] = [row[0] for row in rows]
+            found[partition] = {key.decode("utf-8", "surrogatepass"): state for key, state in rows}
         return found
+
+    def seen_at_or_below(self, history: History, lookups: dict[int, list[str]],
+                         floors: dict[int, int]) -> dict[int, list[str]]:
+        """The keys in ``lookups`` whose row in ``history.table`` was written at or below their partition's
+        compaction floor (``history.version`` <= floor): keys seen before the floor, whose tombstones compaction
+        may have dropped (see Compaction in state.py). One query per partition, by the table's sorting key; on a
+        cluster, on every shard's local table, from a replica caught up as state reads are (``ShardReplicas``):
+        an asynchronous replica could miss a row and the key would start again as new. Blocks; raises
+        Unavailable."""
+        columns = ", ".join(history.columns)
+        seen: dict[int, list[str]] = {}
+        for partition, keys in lookups.items():
+            named = {history.identity(key): key for key in keys}
+            query = (f"SELECT DISTINCT {columns} FROM {{table}} WHERE ({columns}) IN %(ids)s "
+                     f"AND {history.version} <= %(floor)s")
+            params = {"ids": tuple(named), "floor": floors[partition]}
+            if self.replicas is None:
+                rows = self._execute(query.format(table=history.table), params)
+            else:
+                rows = self.replicas.read_every_shard(self.client, f"{history.table}_local",
+                                                      query.format(table=f"{history.table}_local"), params)
+            seen[partition] = [named[tuple(row)] for row in rows]
+        return seen
 
     def all_tombstones(self, group: str, topic: str, partition: int, floor: int) -> list[tuple[str, bytes]]:
         """Every ``(key, tombstone)`` of one partition at or above ``floor`` (what a compaction must consider
@@ -264,18 +288,31 @@ class ShardReplicas:
             self._layout(via)
         ((h,),) = run(via, "SELECT cityHash64(toString(%(g)s), toString(%(t)s), toUInt32(%(p)s))",
                       {"g": group, "t": topic, "p": partition})
+        return self._read_caught_up(self.slots[h % len(self.slots)], "consumer_state_local", query, params, kwargs)
+
+    def read_every_shard(self, via: Client, table: str, query: str, params: dict) -> list:
+        """Rows of ``query`` on ``table`` (a replicated local table) from a caught-up replica of every shard.
+        Blocks; raises Unavailable when a shard has none that can catch up."""
+        if not self.slots:
+            self._layout(via)
+        shards = {tuple(replicas): None for replicas in self.slots}
+        return [row for replicas in shards
+                for row in self._read_caught_up(list(replicas), table, query, params, {})[0]]
+
+    def _read_caught_up(self, replicas: list[tuple[str, int]], table: str, query: str, params: dict,
+                        kwargs: dict) -> tuple[list, int]:
         failures = []
-        for address in self.slots[h % len(self.slots)]:
+        for address in replicas:
             try:
                 # 18.16 waits for the sync with no limit of its own: the sync client's socket timeout is the limit
                 run(self._client(address, sync=True),
-                    f"SYSTEM SYNC REPLICA `{self.settings.clickhouse_database}`.consumer_state_local")
+                    f"SYSTEM SYNC REPLICA `{self.settings.clickhouse_database}`.{table}")
                 client = self._client(address)
                 rows = run(client, query, params, **kwargs)
                 return rows, client.last_query.progress.rows
             except Unavailable as exc:
                 failures.append(f"{address[0]}:{address[1]}: {exc}")
-        raise Unavailable("no replica of the shard could catch up to read state: " + "; ".join(failures))
+        raise Unavailable(f"no replica of the shard could catch up to read {table}: " + "; ".join(failures))
 
     def _layout(self, via: Client) -> None:
         rows = run(via, "SELECT shard_num, shard_weight, host_name, port FROM system.clusters "

@@ -20,15 +20,16 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterable, Iterator, Protocol
 
 from eventpipe.codec import DEAD_LETTER, EVENT, JOIN_RECORD, DecodeError
 from eventpipe.settings import Settings
 
 from . import rules
 from .joins import JoinConfig, JoinRecord, JoinWindows
+from .keys import split_key
 from .sessions import SessionConfig, SessionEvent, SessionPairer
-from .state import Restored
+from .state import History, Restored
 
 MAX_DATETIME = 2**32 - 1  # ClickHouse DateTime is UInt32 seconds
 
@@ -68,10 +69,12 @@ class Processor(Protocol):
     table: str
     columns: tuple[str, ...]
     stateful: bool
+    history: History | None  # set: compaction may drop tombstones that ``forgettable`` allows
 
     def handle(self, message: Message) -> Outcome: ...
     def prepare(self, messages: list[Message]) -> dict[int, list[str]]: ...
-    def recall(self, partition: int, keys: list[str], tombstones: list[bytes]) -> None: ...
+    def recall(self, partition: int, keys: list[str], tombstones: list[bytes],
+               forgotten: Iterable[str] = ()) -> None: ...
     def persisted(self) -> None: ...
     def ready(self, partition: int) -> bool: ...
     def assign(self, partition: int, restored: Restored) -> None: ...
@@ -80,6 +83,7 @@ class Processor(Protocol):
     def open_keys(self) -> int: ...
     # stateful processors only (the worker compacts their state):
     def snapshot(self, partition: int) -> Iterator[tuple[str, bytes]]: ...
+    def forgettable(self, partition: int, tombstone: bytes) -> bool: ...
 
 
 def ms(value: datetime) -> int:
@@ -107,12 +111,19 @@ def dead_letter(message: Message, reason: str, account_id: str | None = None) ->
 class NoLookups:
     """Mixin of the workers whose records never need state looked up in ClickHouse before they are handled."""
 
+    history: History | None = None
+
     def prepare(self, messages: list[Message]) -> dict[int, list[str]]:
         """Keys per partition whose tombstones must be looked up before ``messages`` are handled: none."""
         return {}
 
-    def recall(self, partition: int, keys: list[str], tombstones: list[bytes]) -> None:
+    def recall(self, partition: int, keys: list[str], tombstones: list[bytes],
+               forgotten: Iterable[str] = ()) -> None:
         pass
+
+    def forgettable(self, partition: int, tombstone: bytes) -> bool:
+        """Whether compaction may drop ``tombstone`` (only with a ``history`` to answer look-ups instead)."""
+        return False
 
     def persisted(self) -> None:
         pass
@@ -258,6 +269,8 @@ class SessionsWorker(Stateful):
     table = "sessions"
     columns = ("account_id", "type", "session", "status", "start_time", "end_time", "duration_s", "update_count",
                "row_version")
+    # every evicted session had a row (visible by then: SessionPairer's retention outlasts the orphan grace)
+    history = History(table, ("account_id", "type", "session"), "row_version", lambda key: session_identity(key))
 
     def __init__(self, settings: Settings) -> None:
         super().__init__()
@@ -283,8 +296,12 @@ class SessionsWorker(Stateful):
         lookups = {p: self.machines[p].unknown_keys(items) for p, items in by_partition.items()}
         return {p: keys for p, keys in lookups.items() if keys}
 
-    def recall(self, partition: int, keys: list[str], tombstones: list[bytes]) -> None:
-        self.machines[partition].recall(keys, tombstones)
+    def recall(self, partition: int, keys: list[str], tombstones: list[bytes],
+               forgotten: Iterable[str] = ()) -> None:
+        self.machines[partition].recall(keys, tombstones, forgotten)
+
+    def forgettable(self, partition: int, tombstone: bytes) -> bool:
+        return self.machines[partition].forgettable(tombstone)
 
     def persisted(self) -> None:
         for machine in self.machines.values():
@@ -306,6 +323,12 @@ class SessionsWorker(Stateful):
     def handle(self, message: Message) -> Outcome:
         item = self.decoded.pop((message.partition, message.offset), None) or self.decode(message)
         return item if isinstance(item, Outcome) else self.apply(message, item, session_row)
+
+
+def session_identity(key: str) -> tuple[str, str, str]:
+    """The ``sessions`` sorting key (account_id, type, session) of a ``state_key``."""
+    account_id, session, type_ = split_key(key)
+    return account_id, type_, session
 
 
 def session_row(row: Any) -> tuple[str, tuple]:

@@ -36,14 +36,18 @@ points — never on arrival order, batch boundaries or duplicates):
     (counted in ``dropped_late``; the row keeps what it knew). Otherwise the tombstone comes back to memory and
     the event applies as if the key had never left: a START-only session that timed out stays ``timed_out``
     with its ``start_time`` and shows the late END's ``end_time`` and ``duration_s``; an orphan keeps counting.
-  A tombstone costs no memory (it lives in ClickHouse). ``H`` bounds how long a late event can change the row,
-  not how long the tombstone is kept: beyond ``H`` it is what makes the event be ignored, so compaction keeps it
-  for good — one ``consumer_state`` row per evicted key (compaction copies every tombstone into its snapshot).
+  A tombstone costs no memory (it lives in ClickHouse). Once the watermark is ``H + R`` past the key's last
+  event (``forgettable``), every event that is not too late lies beyond ``H``: all the tombstone still says is
+  "this key was seen", and the key's row in ``sessions`` says that too. Compaction then drops it, and the shell
+  answers a look-up that finds no tombstone from the output table: a key with a row written at or below the
+  compaction floor is handed over as ``forgotten`` and its events are ignored like any beyond ``H`` (see
+  Compaction in state.py) — so ``consumer_state`` does not keep a row per session ever evicted.
   Deadlines are applied *before* the event that moves the watermark, so it makes no difference whether this
   event or another one moved it. Shuffles in which no event arrives after the watermark passed its own
   timestamp + ``G``, for keys whose events span less than ``T``, never hit any of these cases.
 * Recall protocol (the shell's I/O, kept out of this module): before ``process``-ing an UPDATE/END whose key
-  is not in memory, the caller looks the key's tombstone up and hands it over with ``recall`` —
+  is not in memory, the caller looks the key's tombstone up (or learns that it was forgotten) and hands it over
+  with ``recall`` —
   ``unknown_keys(events)`` lists the keys that need it (batched per poll). Keys evicted here since the last
   ``persisted()`` are remembered in memory until then, since their tombstones are not in ClickHouse yet.
   ``process`` raises ``RecallRequired`` for a key that was not looked up: a bug in the caller, never a guess.
@@ -243,15 +247,28 @@ class SessionPairer:
                 keys[key] = None
         return list(keys)
 
-    def recall(self, keys: Iterable[str], tombstones: Iterable[bytes]) -> None:
+    def recall(self, keys: Iterable[str], tombstones: Iterable[bytes], forgotten: Iterable[str] = ()) -> None:
         """Hand over the look-up of ``keys``: the tombstones found (``Change.tombstone`` bytes), absent for keys
-        that have none. Raises ValueError on a corrupt tombstone."""
+        that have none; ``forgotten``: keys among them whose tombstone was dropped once ``forgettable`` (their
+        UPDATEs and ENDs are ignored). Raises ValueError on a corrupt tombstone."""
         for key in keys:
             self._recalled.setdefault(key, None)
+        for key in forgotten:
+            if key not in self._state:
+                self._recalled[key] = _IGNORED
         for blob in tombstones:
             key, value = _decode(blob)
             if key not in self._state:
                 self._recalled[key] = value
+
+    def forgettable(self, tombstone: bytes) -> bool:
+        """Whether ``tombstone`` (``Change.tombstone`` bytes) may be dropped now: every event of its key that is
+        not too late for this watermark lies ``late_horizon_s`` or more after the key's last event, so it is
+        ignored whether it meets the tombstone or is told the key was ``forgotten``. Raises ValueError on a
+        corrupt tombstone."""
+        _, value = _decode(tombstone, check_key=False)
+        last = _HDR.unpack_from(value)[4]
+        return last + self._cfg.late_horizon_s + self._cfg.retention_s <= self._w
 
     def persisted(self) -> None:
         """Every ``Change`` returned so far is durable: tombstones can be looked up where they were written."""
@@ -359,8 +376,8 @@ class SessionPairer:
             value = self._recalled[key]
         except KeyError:
             raise RecallRequired(f"{key}: not in memory and not looked up; call recall() first") from None
-        if value is None:
-            return None
+        if value is None or value is _IGNORED:
+            return value
         offset, start, end, first, last, _, flags = _HDR.unpack_from(value)
         if flags & _HAS_END or ts >= last + self._cfg.late_horizon_s:
             return _IGNORED

@@ -41,11 +41,11 @@ key backwards; what this relies on is that no row is ever versioned by anything 
 versions would let a stale write win) and that restore reads nothing below the compaction floor (below).
 
 **Compaction.** Without it every key a partition ever had keeps rows, and restore reads them all. When a
-partition's rows written since its last compaction exceed twice its live keys (and ``COMPACT_MIN_ROWS``), the
-owner, right after a flush (state as of ``next_offset``), writes a *snapshot*: every live key's state and every
-tombstone (sessions: a late UPDATE/END joins its key's tombstone within the horizon and is ignored because of
-it after, so an evicted session keeps one row for good; see the module docstring of sessions.py), all with version ``V = next_offset − 1``, then — only once all of them are in — a checkpoint with
-``floor = V`` (snapshot rows without it, after a crash, are copies of states as of V, superseded like any row).
+partition's rows written since its last compaction exceed twice its live keys (and
+``EVENTPIPE_STATE_COMPACT_MIN_ROWS``), the owner, right after a flush (state as of ``next_offset``), writes a
+*snapshot*: every live key's state and every tombstone a late event can still reach (below), all with version
+``V = next_offset − 1``, then — only once all of them are in — a checkpoint with ``floor = V``
+(snapshot rows without it, after a crash, are copies of states as of V, superseded like any row).
 Restore and tombstone look-ups read only rows with ``version >= floor`` (``floor`` = the largest any checkpoint
 row of the partition carries, so a stale checkpoint cannot lower it); then an ``ALTER TABLE … DELETE`` removes the
 rows below ``V``. Version V is safe for snapshot rows: the state of a key after offset V is its newest row's
@@ -53,16 +53,30 @@ content, and a key that changed at V has a row of version V with the same conten
 never read, so it does not matter when (ClickHouse 18.16 mutations run asynchronously, part by part) or whether
 the delete gets done, nor that a stale writer adds rows below it later: no compaction can bring an older version
 back.
+
+**Forgotten tombstones** (sessions; ``Processor.history``). A session's tombstone answers late events for good:
+within the late horizon it takes them in, beyond it it makes them be ignored. Kept forever, it would leave a row
+per session ever evicted. So the snapshot leaves out a tombstone once ``forgettable`` (the watermark is so far
+past the key's last event that every event not too late is beyond the horizon): all it still says is "seen",
+and the output table says that too. A look-up that finds no tombstone in a compacted partition asks the output
+table for the key's row with ``row_version <= floor``; found, the key is ``forgotten`` and its events are ignored.
+That row exists: every evicted key had a visible row, written (step 1) before its eviction's state (step 3), so
+at a version at most the eviction's offset, below the floor of the compaction that dropped the tombstone. And it
+proves just that: rows are versioned by offsets and content-deterministic (see Fencing), so a row at or below the
+floor is one the partition's history before the floor wrote, never a row of an unfinished batch beyond it (a
+replay after a crash starts above the floor); a key seen before the floor that is neither live nor has a
+tombstone had its tombstone dropped, past its horizon. This relies on the output table keeping its rows (no
+TTL, no manual deletes) and on the topic's offsets never starting over under the same table.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Callable
 
 CHECKPOINT_KEY = ""
 STATE_COLUMNS = ("consumer_group", "topic", "partition", "key", "state", "version", "deleted")
-COMPACT_MIN_ROWS = 100_000  # a partition with fewer rows written since its last compaction is left alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +108,19 @@ class Restored:
     rows_read: int = 0
 
 
-def compaction_due(rows_since: int, live_keys: int, minimum: int = COMPACT_MIN_ROWS) -> bool:
+@dataclass(frozen=True, slots=True)
+class History:
+    """Where a processor's output shows that a state key was once seen: ``table``'s row named by ``columns``
+    (``identity(key)`` gives their values), versioned by ``version`` — the Kafka offset that wrote it. What a
+    look-up falls back on for tombstones that compaction dropped (see Compaction in state.py)."""
+
+    table: str
+    columns: tuple[str, ...]
+    version: str
+    identity: Callable[[str], tuple]
+
+
+def compaction_due(rows_since: int, live_keys: int, minimum: int) -> bool:
     """Whether a partition that wrote ``rows_since`` state rows since its last compaction (or restore) and holds
     ``live_keys`` should be compacted now: the snapshot costs ``live_keys`` rows, so doing it once the garbage
     outweighs twice that keeps the table within a few times the live state, at a bounded cost per row written."""

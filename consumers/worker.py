@@ -25,7 +25,7 @@ from .errors import LostPartitions, Unavailable
 from . import kafka_io
 from .kafka_io import DeadLetters, Source, SourceFactory
 from .processors import Processor
-from .state import COMPACT_MIN_ROWS, Checkpoint, compaction_due
+from .state import Checkpoint, compaction_due
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ class Worker:
         self.floors: dict[int, int] = {}            # compaction floor per partition (state.py)
         self.garbage: dict[int, int] = {}           # state rows written (or found stale) since then
         self.live: dict[int, int] = {}              # live states at the last restore or compaction
-        self.compact_min_rows = COMPACT_MIN_ROWS    # (tests compact far more often)
         self.write_backoff, self.restore_backoff = Backoff(), Backoff()
         self.write_retry_at = self.restore_retry_at = 0.0
         self.paused = False
@@ -119,11 +118,18 @@ class Worker:
         """Fetch from ClickHouse what the processor needs before it can handle ``messages`` (the tombstones of
         evicted sessions). False: ClickHouse is away — the messages are put back (seek), reading pauses, and a
         retry is scheduled. Blocks on ClickHouse."""
-        lookups = self.processor.prepare(messages)
+        proc = self.processor
+        lookups = proc.prepare(messages)
         if not lookups:
             return True
         try:
-            found = self.store.load_tombstones(self.group, self.processor.topic, lookups, self.floors)
+            found = self.store.load_tombstones(self.group, proc.topic, lookups, self.floors)
+            # a key without a tombstone in a compacted partition may have had one that compaction dropped
+            # (forgettable): its output row, written at or below the floor, tells (see Compaction in state.py)
+            unfound = {p: [k for k in keys if k not in found.get(p, {})] for p, keys in lookups.items()
+                       if self.floors.get(p)} if proc.history is not None else {}
+            unfound = {p: keys for p, keys in unfound.items() if keys}
+            forgotten = self.store.seen_at_or_below(proc.history, unfound, self.floors) if unfound else {}
         except Unavailable as exc:
             first: dict[int, int] = {}
             for message in messages:
@@ -133,7 +139,7 @@ class Worker:
             self.write_failed("lookup", exc)
             return False
         for partition, keys in lookups.items():
-            self.processor.recall(partition, keys, found.get(partition, []))
+            proc.recall(partition, keys, list(found.get(partition, {}).values()), forgotten.get(partition, []))
         metrics.LOOKUPS.labels(self.name).inc(sum(map(len, lookups.values())))
         return True
 
@@ -208,7 +214,8 @@ class Worker:
         self.commit({p: (c.next_offset, f'{{"watermark":{c.watermark}}}') for p, c in checkpoints.items()})
         if proc.stateful:
             for p, c in checkpoints.items():
-                if compaction_due(self.garbage.get(p, 0), self.live.get(p, 0), self.compact_min_rows):
+                if compaction_due(self.garbage.get(p, 0), self.live.get(p, 0),
+                                  self.settings.state_compact_min_rows):
                     self.compact(p, c)
         return True
 
@@ -219,7 +226,8 @@ class Worker:
         if floor <= self.floors.get(partition, 0):
             return
         try:
-            kept = self.store.all_tombstones(self.group, proc.topic, partition, self.floors.get(partition, 0))
+            found = self.store.all_tombstones(self.group, proc.topic, partition, self.floors.get(partition, 0))
+            kept = [(key, tombstone) for key, tombstone in found if not proc.forgettable(partition, tombstone)]
             started = self.clock.time()
             rows = self.store.compact(self.group, proc.topic, partition, proc.snapshot(partition), kept,
                                       Checkpoint(checkpoint.watermark, checkpoint.next_offset, floor))
@@ -230,7 +238,7 @@ class Worker:
             return
         self.floors[partition], self.garbage[partition], self.live[partition] = floor, 0, rows
         log.info("state compacted", extra={"partition": partition, "floor": floor, "rows": rows,
-                                           "tombstones": len(kept),
+                                           "tombstones": len(kept), "tombstones_dropped": len(found) - len(kept),
                                            "seconds": round(self.clock.time() - started, 3)})
 
     def commit(self, offsets: dict[int, tuple[int, str]]) -> None:

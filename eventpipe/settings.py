@@ -103,6 +103,9 @@ class Settings:
     session_late_horizon_s: int = _var(
         "SESSION_LATE_HORIZON_S", 7 * 86_400, "Event-time seconds after a session's last event within which a "
         "late UPDATE/END still joins it once it has left memory (its START is never lost either way).")
+    state_compact_min_rows: int = _var(
+        "STATE_COMPACT_MIN_ROWS", 100_000, "A stateful worker compacts a partition's consumer_state once it wrote "
+        "this many rows since the last compaction, and more than twice its live keys.")
     consumer_metrics_port: int = _var(
         "CONSUMER_METRICS_PORT", 9101, "First /metrics port of the workers (events, sessions, joins, deadletters, components "
         "take this +0..4 under `make run`; 0 picks a free port).")

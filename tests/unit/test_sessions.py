@@ -457,6 +457,35 @@ def test_recall_after_a_restore_uses_the_persisted_tombstone() -> None:
     assert summary(changes[0].row) == ("timed_out", 10, 10 + R + 5, R + 5, 0)
 
 
+def test_a_tombstone_is_forgettable_once_no_event_that_is_not_too_late_can_join_it() -> None:
+    cfg = SessionConfig(session_timeout_s=T, orphan_grace_s=G, late_horizon_s=600)
+    tombstones: dict[str, bytes] = {}
+    m = SessionPairer(cfg)
+    for offset, e in enumerate([ev("START", 10), ev("UPDATE", 30, "u"), ev("START", 30 + R, session="other-01")]):
+        feed(m, e, offset, tombstones)
+    tomb = tombstones[KEY]
+    assert not m.forgettable(tomb)
+    feed(m, ev("START", 30 + 600 + R - 1, session="other-02"), 3, tombstones)
+    assert not m.forgettable(tomb)  # an UPDATE at 30 + 600 - 1 is not too late, and would still join it
+    feed(m, ev("START", 30 + 600 + R, session="other-03"), 4, tombstones)
+    assert m.forgettable(tomb)      # anything not too late now lies at 30 + 600 or after: beyond the horizon
+    with pytest.raises(ValueError):
+        m.forgettable(b"\x07junk")
+
+
+def test_an_update_or_end_of_a_forgotten_key_is_ignored_and_a_start_begins_afresh() -> None:
+    m = SessionPairer(CFG, watermark=10_000)
+    keys = m.unknown_keys([ev("UPDATE", 9_990, "u"), ev("END", 9_991)])
+    assert keys == [KEY]
+    m.recall(keys, [], forgotten=[KEY])
+    assert m.process(ev("UPDATE", 9_990, "u"), 0) == [] and m.process(ev("END", 9_991), 1) == []
+    assert m.dropped_late == 2 and m.row(KEY) is None
+    assert summary(last_row(m.process(ev("START", 9_995), 2))) == ("open", 9_995, None, None, 0)
+    m2 = SessionPairer(CFG, watermark=10_000)
+    m2.recall([KEY], [], forgotten=[])  # not forgotten: a key never seen starts as a (pending) orphan
+    assert [c.key for c in m2.process(ev("UPDATE", 9_990, "u"), 0)] == [KEY] and m2.dropped_late == 0
+
+
 @st.composite
 def long_sessions(draw: st.DrawFn) -> list[SessionEvent]:
     """Sessions with one START each and later UPDATEs/ENDs at any distance, some far beyond T + G."""

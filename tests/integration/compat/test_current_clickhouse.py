@@ -111,8 +111,9 @@ def test_the_workload_covers_every_table_the_workers_write(calls: list[Call]) ->
     tables = {c.query.split()[2] for c in calls if c.query.startswith("INSERT")}
     assert tables == {"events", "sessions", "joined_events", "dead_letters", "components", "consumer_state"}
     # per stateful worker: restore (checkpoint + states), tombstones to keep, compaction, restore above its floor;
-    # the sessions worker looks tombstones up before and after
-    assert sum(1 for c in calls if c.query.startswith("SELECT")) == 2 * (2 + 1 + 2) + 2
+    # the sessions worker looks tombstones up before and after, and asks `sessions` for two partitions after
+    assert sum(1 for c in calls if c.query.startswith("SELECT")) == 2 * (2 + 1 + 2) + 2 + 2
+    assert sum(1 for c in calls if c.query.startswith("SELECT DISTINCT account_id, type, session FROM sessions")) == 2
     assert sum(1 for c in calls if c.query.startswith("ALTER TABLE consumer_state DELETE")) == 2
 
 

@@ -8,6 +8,8 @@ import pytest
 
 from consumers.clickhouse_io import ClickHouseStore
 from consumers.errors import Unavailable
+from consumers.processors import SessionsWorker
+from consumers.sessions import state_key
 from consumers.state import Checkpoint
 from eventpipe.settings import Settings
 
@@ -41,8 +43,27 @@ def test_tombstones_are_found_only_where_the_latest_row_is_a_delete_that_kept_it
                                  (0, "joins-style", b"", True, 3), (1, "gone", b"other partition", True, 4)],
                       {0: Checkpoint(1, 7).encode()}, {0: 7})
     found = store.load_tombstones("g", "t", {0: ["gone", "back", "joins-style", "never"], 1: ["gone"]}, {})
-    assert found == {0: [b"\x00tomb\xff"], 1: [b"other partition"]}
+    assert found == {0: {"gone": b"\x00tomb\xff"}, 1: {"gone": b"other partition"}}
     assert store.load_state("g", "t", 0).states == (b"live again",)  # a restore never loads a tombstone
+
+
+def test_keys_seen_at_or_below_the_floor_are_found_by_their_output_row(isolated_settings: Settings) -> None:
+    """What a look-up falls back on once compaction dropped a tombstone (state.py): a key's ``sessions`` row
+    written at or below the partition's floor, whatever its other rows."""
+    store = ClickHouseStore(isolated_settings)
+    rows = [("acc", "APPSTART", "old", "timed_out", None, None, None, 0, 7),   # seen below the floor
+            ("acc", "APPSTART", "old", "timed_out", None, None, None, 1, 40),  # ... and again later
+            ("acc", "APPSTART", "new", "open", None, None, None, 0, 41),       # only above it
+            ("acc", "CRASH", "old", "orphan", None, None, None, 0, 3),         # another type
+            ("acc", "APPSTART", "é \"q\"", "open", None, None, None, 0, 9)]     # needs escaping in the key
+    store.insert("sessions", SessionsWorker.columns, rows)
+    keys = [state_key("acc", s, t) for s, t in (("old", "APPSTART"), ("new", "APPSTART"), ("old", "CRASH"),
+                                                 ("é \"q\"", "APPSTART"), ("never", "APPSTART"))]
+    history = SessionsWorker.history
+    seen = store.seen_at_or_below(history, {0: keys, 3: keys[:2]}, {0: 20, 3: 41})
+    assert {p: sorted(k) for p, k in seen.items()} == {0: sorted([keys[0], keys[2], keys[3]]), 3: sorted(keys[:2])}
+    assert store.seen_at_or_below(history, {0: [keys[0]]}, {0: 6}) == {0: []}
+    assert store.seen_at_or_below(history, {0: [keys[0]]}, {0: 7}) == {0: [keys[0]]}  # "at or below"
 
 
 def test_an_unreachable_server_is_unavailable_not_a_crash(isolated_settings: Settings) -> None:

@@ -70,4 +70,4 @@ def test_rows_below_the_floor_are_never_read_even_when_a_stale_writer_adds_them(
                       {0: Checkpoint(1, 17).encode()}, {0: 17})
     restored = store.load_state(g, t, 0)
     assert restored.states == (b"new",) and restored.checkpoint == Checkpoint(2, 20, 19)
-    assert store.load_tombstones(g, t, {0: ["gone"]}, {0: 19}) == {0: []}
+    assert store.load_tombstones(g, t, {0: ["gone"]}, {0: 19}) == {0: {}}

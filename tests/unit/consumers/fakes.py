@@ -151,15 +151,27 @@ class FakeStore:
         return latest
 
     def load_tombstones(self, group: str, topic: str, lookups: dict[int, list[str]],
-                        floors: dict[int, int]) -> dict[int, list[bytes]]:
+                        floors: dict[int, int]) -> dict[int, dict[str, bytes]]:
         if self.down:
             raise Unavailable("clickhouse down")
         self.journal.append(("lookup", sum(map(len, lookups.values()))))
-        found: dict[int, list[bytes]] = {}
+        found: dict[int, dict[str, bytes]] = {}
         for partition, keys in lookups.items():
             latest = self._latest(group, topic, partition, floors.get(partition, 0))
-            found[partition] = [r[4] for k, r in latest.items() if k in keys and r[6] == 1 and r[4]]
+            found[partition] = {k: r[4] for k, r in latest.items() if k in keys and r[6] == 1 and r[4]}
         return found
+
+    def seen_at_or_below(self, history: Any, lookups: dict[int, list[str]],
+                         floors: dict[int, int]) -> dict[int, list[str]]:
+        """``history.table``'s rows are tuples in ``history``'s column order first, the version at index 8
+        (``sessions``, the one table with a history)."""
+        if self.down:
+            raise Unavailable("clickhouse down")
+        self.journal.append(("history", sum(map(len, lookups.values()))))
+        width = len(history.columns)
+        return {p: [k for k in keys if any(row[:width] == history.identity(k) and row[8] <= floors[p]
+                                           for row in self.tables.get(history.table, []))]
+                for p, keys in lookups.items()}
 
     def all_tombstones(self, group: str, topic: str, partition: int, floor: int) -> list[tuple[str, bytes]]:
         if self.down:

@@ -5,11 +5,13 @@ consumers/state.py, with in-memory Kafka and ClickHouse), whether it compacts it
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import HealthCheck, given, settings as hsettings
 from hypothesis import strategies as st
 
 from consumers.processors import JoinsWorker, Message, SessionsWorker
-from consumers.state import COMPACT_MIN_ROWS, Restored
+from consumers.state import Restored
 from consumers.worker import Worker
 from eventpipe.settings import Settings
 
@@ -56,7 +58,7 @@ events = st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["START", "UPDATE
                             st.integers(0, 300), st.integers(0, 5)), min_size=1, max_size=40)
 crashes = st.lists(st.tuples(st.integers(1, 12), st.sampled_from(["between", "before_state", "before_commit",
                                                                  "mid_compaction"])), max_size=4)
-compaction = st.sampled_from([COMPACT_MIN_ROWS, 1, 4])  # compact_min_rows: never (small streams), often, sometimes
+compaction = st.sampled_from([100_000, 1, 4])  # compact_min_rows: never (small streams), often, sometimes
 
 
 def reference(settings: Settings, worker_cls, source: FakeSource, table_key: int, version_index: int) -> dict:
@@ -80,9 +82,8 @@ def run_with_crashes(settings: Settings, worker_cls, source: CrashingSource, sto
     crash_at = dict(schedule)
 
     def new_worker() -> Worker:
-        worker = Worker(settings, worker_cls(settings), store, publisher, clock=FakeClock(),
-                        source_factory=source.factory)
-        worker.compact_min_rows = compact_min_rows
+        worker = Worker(dataclasses.replace(settings, state_compact_min_rows=compact_min_rows),
+                        worker_cls(settings), store, publisher, clock=FakeClock(), source_factory=source.factory)
         worker.source = worker.connect()
         source.rebalance(sorted(source.log))
         return worker
@@ -115,16 +116,18 @@ def test_sessions_survive_crashes_anywhere(events, batch_rows, schedule, compact
     assert store.final("sessions", 3, 8) == reference(settings, SessionsWorker, source, 3, 8)
 
 
-@hsettings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@hsettings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events=st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["START", "UPDATE", "END"]),
                                  st.integers(0, 2_000), st.integers(0, 5)), min_size=1, max_size=40),
-       batch_rows=st.integers(1, 8), schedule=crashes, compact_min_rows=compaction)
-def test_sessions_that_outlive_memory_survive_crashes_anywhere(events, batch_rows, schedule,
-                                                               compact_min_rows) -> None:
+       batch_rows=st.integers(1, 8), schedule=crashes, compact_min_rows=compaction,
+       horizon=st.sampled_from([600, 60]))
+def test_sessions_that_outlive_memory_survive_crashes_anywhere(events, batch_rows, schedule, compact_min_rows,
+                                                               horizon) -> None:
     """Short timeout, grace and horizon: keys are evicted, recalled from their tombstones by late UPDATEs/ENDs,
-    or beyond the horizon ignored — across crashes and restores, with look-ups against the store."""
+    or beyond the horizon ignored — across crashes and restores, with look-ups against the store; with the short
+    horizon, compaction drops tombstones often and look-ups fall back on ``sessions``."""
     settings = Settings.from_env({}, batch_rows=batch_rows, batch_seconds=1.0, topic_prefix="t",
-                                 session_timeout_s=100, orphan_grace_s=20, session_late_horizon_s=600)
+                                 session_timeout_s=100, orphan_grace_s=20, session_late_horizon_s=horizon)
     source, store = CrashingSource(settings.topic_events, []), CrashingStore([])
     for s, action, dt, eid in sorted(events, key=lambda e: e[2] // 50):  # roughly in time, shuffled within 50 s
         source.produce(s % 2, event_bytes(action, BASE + dt, session=f"session{s}x", event_id=f"{action}{s}-{eid}"))
@@ -147,11 +150,11 @@ def test_join_windows_survive_crashes_anywhere(records, batch_rows, schedule, co
     assert store.final("joined_events", key, 16) == reference(settings, JoinsWorker, source, key, 16)
 
 
-def test_compaction_keeps_the_tombstones_a_late_end_still_needs() -> None:
+def test_compaction_keeps_the_tombstones_a_late_event_can_still_reach_and_drops_the_others() -> None:
     """Session 1 is evicted (timed out) while the stream goes on, the state is compacted after (nearly) every
     batch, then a late END of it within the horizon comes: it must meet its tombstone (timed_out with its end
-    shown), not start an orphan. Session 0's and session 4's tombstones stay, however far the watermark is past
-    their horizon (see the test below)."""
+    shown), not start an orphan. Session 4's tombstone stays (the watermark is not yet horizon + retention past
+    its START); session 0's goes (it is), and the look-ups that find no tombstone ask ``sessions``."""
     settings = Settings.from_env({}, batch_rows=1, batch_seconds=1.0, topic_prefix="t", session_timeout_s=100,
                                  orphan_grace_s=20, session_late_horizon_s=600)
     source, store = CrashingSource(settings.topic_events, []), CrashingStore([])
@@ -164,28 +167,34 @@ def test_compaction_keeps_the_tombstones_a_late_end_still_needs() -> None:
     final = store.final("sessions", 3, 8)
     assert final == reference(settings, SessionsWorker, source, 3, 8)
     assert [r[3:6] for r in final.values() if r[2] == "session1x"] == [("timed_out", BASE + 10, BASE + 150)]
-    tombstones = {k for k, r in FakeStore._latest(store, "t.sessions", settings.topic_events, 0, 0).items()
+    floor = store.load_state("t.sessions", settings.topic_events, 0).checkpoint.floor
+    tombstones = {k for k, r in FakeStore._latest(store, "t.sessions", settings.topic_events, 0, floor).items()
                   if r[6] == 1 and r[4]}
-    assert any("session4x" in k for k in tombstones) and any("session0x" in k for k in tombstones)
+    assert any("session4x" in k for k in tombstones) and not any("session0x" in k for k in tombstones)
 
 
-def test_compaction_keeps_a_tombstone_past_its_horizon_so_a_later_update_is_ignored() -> None:
+def test_an_update_for_a_session_whose_tombstone_compaction_dropped_is_ignored() -> None:
     """Found by the property above (seed 2), shrunk: session 2 starts and is evicted (timed_out) when session 0
-    starts at last + horizon + retention; UPDATEs of session 0 give more compactions, the last one with its floor
-    above the tombstone's row (two UPDATEs were enough before the fix, four with the tombstone in the snapshot). Then an UPDATE of session 2 comes, beyond the horizon but not late (ts +
-    retention > watermark): the tombstone makes it ignored and the row stays timed_out with its START. Compaction
-    used to drop the tombstone as "no longer needed", and the UPDATE started a new key: an orphan row replacing
-    the timed_out one (SPEC §3.1: a session whose START was seen is never an orphan)."""
+    starts at last + horizon + retention; UPDATEs of session 0 give more compactions, which drop session 2's
+    tombstone (nothing not too late can join it any more). Then an UPDATE of session 2 comes, beyond the horizon
+    but not late (ts + retention > watermark). Its look-up finds no tombstone; the ``sessions`` row written below
+    the floor says the key was seen, so the UPDATE is ignored and the row stays timed_out with its START. Before
+    the look-up asked ``sessions``, the UPDATE started a new key: an orphan row replacing the timed_out one (SPEC
+    §3.1: a session whose START was seen is never an orphan)."""
     settings = Settings.from_env({}, batch_rows=1, batch_seconds=1.0, topic_prefix="t", session_timeout_s=100,
                                  orphan_grace_s=20, session_late_horizon_s=600)
-    source, store = CrashingSource(settings.topic_events, []), CrashingStore([])
+    journal: list = []
+    source, store = CrashingSource(settings.topic_events, []), CrashingStore(journal)
     stream = [("START", 0, "session2x"), ("START", 720, "session0x")]
     stream += [("UPDATE", 720 + i, "session0x") for i in range(1, 5)] + [("UPDATE", 700, "session2x")]
     for action, dt, session in stream:
         source.produce(0, event_bytes(action, BASE + dt, session=session, event_id=f"{action}-{session}-{dt}"))
     run_with_crashes(settings, SessionsWorker, source, store, [], compact_min_rows=1)
-    # the compactions did run past the eviction (offset 1): the tombstone is there only as a snapshot row
-    assert store.load_state("t.sessions", settings.topic_events, 0).checkpoint.floor > 1
+    floor = store.load_state("t.sessions", settings.topic_events, 0).checkpoint.floor
+    assert floor > 1  # the compactions ran past the eviction (offset 1)
+    assert not [k for k, r in FakeStore._latest(store, "t.sessions", settings.topic_events, 0, floor).items()
+                if "session2x" in k]  # its tombstone is gone
+    assert ("history", 1) in journal  # ... so the look-up asked sessions
     final = store.final("sessions", 3, 8)
     assert final == reference(settings, SessionsWorker, source, 3, 8)
     assert [r[3:6] for r in final.values() if r[2] == "session2x"] == [("timed_out", BASE, None)]
