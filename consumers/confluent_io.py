@@ -94,7 +94,7 @@ class ConfluentSource:
             if exc.args[0].fatal():
                 raise Fenced(f"poll: {exc}") from None
             raise Unavailable(f"poll: {exc}") from None
-        out = []
+        out, topic = [], self.topic
         for r in records:
             error = r.error()
             if error is not None:  # a report about the fetch, not a record: the others of this poll are kept
@@ -102,8 +102,8 @@ class ConfluentSource:
                     raise Fenced(f"poll: {error.str()}")
                 log.warning("Kafka fetch: %s", error.str())
                 continue
-            out.append(Message(topic=r.topic(), partition=r.partition(), offset=r.offset(),
-                               timestamp_ms=r.timestamp()[1], value=r.value()))
+            # positional, and the one topic subscribed: half the cost of keyword arguments, once per record
+            out.append(Message(topic, r.partition(), r.offset(), r.timestamp()[1], r.value()))
         return out
 
     def commit(self, offsets: dict[int, tuple[int, str]]) -> None:
