@@ -142,9 +142,11 @@ def chunk_key(event_key: str, n: int) -> str:
 
 # A joined event in memory is its *value*: this header, its version, message and extras (JSON) as UTF-8, then the
 # digests of its last chunk, 16 bytes a record — digest, start_date (little-endian int64). Lengths of version and
-# extras are stored + 1 (0: None). The persisted state is the value behind the event's identity (_encode), so a
-# restore slices it out of the row and builds nothing else per field.
-_HDR = struct.Struct("<qqqqqqqqIBIII")
+# extras are stored + 1 (0: None); a message and a version fit 16 bits (rules.py: 8000 and 255 characters). The
+# persisted state is the value behind the event's identity (_encode), so a restore slices it out of the row and
+# builds nothing else per field. (With a one-character message and one digest a value is 90 bytes: as a bytes
+# object 123, in pymalloc's 128-byte size class.)
+_HDR = struct.Struct("<qqqqqIqqIBHHI")
 (JOIN_KEY, START, END, ACTUAL, COUNT, RECORDS, CREATED, LAST, CHUNK, IMPORTANCE, VERSION_LEN, MESSAGE_LEN,
  EXTRA_LEN) = range(13)
 _HDR_SIZE = _HDR.size
@@ -284,11 +286,10 @@ def _digest(account_id: str, record_id: str) -> bytes:
 
 
 def _order(value: bytes) -> tuple[int, int]:
-    end, _, _, _, created = _ORDER.unpack_from(value, 16)
-    return end, created
+    return _ORDER.unpack_from(value, 16)
 
 
-_ORDER = struct.Struct("<qqqqq")  # END .. CREATED of a header, from byte 16
+_ORDER = struct.Struct("<q20xq")  # END and CREATED of a header, from byte 16
 
 
 def _version(value: bytes) -> str | None:
@@ -313,8 +314,8 @@ class JoinWindows:
                  "_ticks", "dropped_late")
 
     def __init__(self, config: JoinConfig = JoinConfig(), watermark: int = 0, states: Iterable[bytes] = ()) -> None:
-        """Restore from a watermark (ms) and the bytes of every persisted state. Raises ValueError on corrupt state
-        or on state of an older format."""
+        """Restore from a watermark (ms) and the bytes of every persisted state, in any order, read once. Raises
+        ValueError on corrupt state or on state of an older format."""
         self._cfg = config
         self._ret = config.retention_s * 1000
         self._w = watermark
@@ -327,36 +328,27 @@ class JoinWindows:
         self._soon: list[tuple[int, int, _Scope, str]] = []  # (due, tick, scope, id) of the buckets reached
         self._ticks = 0
         self.dropped_late = 0  # records too late to join (see module docstring); a metric for the shell
-        self.restore(states)
-
-    def restore(self, states: Iterable[bytes]) -> None:
-        """Add persisted states (all of a partition's, in any order and in as many calls as it takes: a restore
-        can stream them). Raises ValueError on corrupt state or on state of an older format."""
-        # A million windows after a kill -9, before the partition is consumed again: per state, one frame read
-        # and one slice — the value is what the machine holds — then the indexes.
+        # A restore: a million windows after a kill -9, before the partition is consumed again. ``states`` is read
+        # once, as it comes (a worker streams it from ClickHouse, never holding all of it beside the machine); per
+        # state one frame read and one slice — the value is what the machine holds — then its indexes.
         frames: dict[bytes, _Scope] = {}
-        chunks: list[tuple[_Scope, str, int, bytes]] = []
-        made: list[tuple[_Scope, str, bytes]] = []
-        for blob in states:
-            scope, event_id, kind, rest = self._decode_frame(blob, frames)
-            if kind == _EVENT:
-                if event_id in scope.events:
-                    raise ValueError(f"corrupt join state: {scope.key(event_id)} twice")
-                scope.events[event_id] = rest
-                made.append((scope, event_id, rest))
-            else:
-                chunks.append((scope, event_id, *_decode_chunk(rest)))
+        chunks: list[tuple[_Scope, str, int, bytes, int]] = []
         high, ret, seen, unpack = self._high, self._ret, self._seen, _HDR.unpack_from
-        self._live += len(made)
-        for scope, event_id, value in made:
+        for blob in states:
+            scope, event_id, kind, value = self._decode_frame(blob, frames)
+            if kind == _CHUNK:
+                chunks.append((scope, event_id, *_decode_chunk(value)))  # once its event is in
+                continue
             try:
                 h = unpack(value)
                 tail = _tail(h)
                 ok = h[IMPORTANCE] < 4 and len(value) >= tail and not (len(value) - tail) % _SEEN
             except struct.error:
                 ok = False
-            if not ok:
-                raise ValueError(f"corrupt join state: malformed joined event {scope.key(event_id)}")
+            if not ok or event_id in scope.events:
+                raise ValueError(f"corrupt join state: malformed or repeated joined event {scope.key(event_id)}")
+            scope.events[event_id] = value
+            self._live += 1
             if h[LAST] > high:
                 high = h[LAST]
             for i in range(tail, len(value), _SEEN):

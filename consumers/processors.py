@@ -20,7 +20,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterable, Iterator, Protocol
 
 from eventpipe.codec import DEAD_LETTER, EVENT, JOIN_RECORD, DecodeError
 from eventpipe.settings import Settings
@@ -203,7 +203,8 @@ class Stateful(NoLookups):
     def __init__(self) -> None:
         self.machines: dict[int, Any] = {}
 
-    def new_machine(self, watermark: int, states: tuple[bytes, ...]) -> Any:
+    def new_machine(self, watermark: int, states: Iterable[bytes]) -> Any:
+        """The partition's machine, restored from ``states`` (read once, as they come)."""
         raise NotImplementedError
 
     def assign(self, partition: int, restored: Restored) -> None:
@@ -216,7 +217,7 @@ class Stateful(NoLookups):
         gc.collect()
         gc.disable()
         try:
-            self.machines[partition] = self.new_machine(watermark, restored.states)
+            self.machines[partition] = self.new_machine(watermark, iter(restored))
         finally:
             if enabled:
                 gc.enable()
@@ -269,7 +270,7 @@ class SessionsWorker(Stateful):
                                     late_horizon_s=settings.session_late_horizon_s)
         self.decoded: dict[tuple[int, int], SessionEvent | Outcome] = {}  # prepare() -> handle(), one poll
 
-    def new_machine(self, watermark: int, states: tuple[bytes, ...]) -> SessionPairer:
+    def new_machine(self, watermark: int, states: Iterable[bytes]) -> SessionPairer:
         return SessionPairer(self.config, watermark, states)
 
     def prepare(self, messages: list[Message]) -> dict[int, list[str]]:
@@ -331,7 +332,7 @@ class JoinsWorker(Stateful):
         self.max_future_s = settings.max_future_s
         self.config = JoinConfig()
 
-    def new_machine(self, watermark: int, states: tuple[bytes, ...]) -> JoinWindows:
+    def new_machine(self, watermark: int, states: Iterable[bytes]) -> JoinWindows:
         return JoinWindows(self.config, watermark, states)
 
     def handle(self, message: Message) -> Outcome:

@@ -323,12 +323,9 @@ def test_a_window_is_held_as_its_persisted_state_without_its_identity() -> None:
     assert dict(restored.snapshot()) == dict(m.snapshot())
 
 
-def test_a_restore_may_stream_the_states_in_parts() -> None:
-    m, _ = run([rec(i, None, join_key=i % 7, interval=2) for i in range(200)])
-    states = [s for _, s in m.snapshot()]
-    streamed = JoinWindows(CFG, m.watermark)
-    for i in range(0, len(states), 9):
-        streamed.restore(states[i:i + 9])
+def test_a_restore_reads_its_states_once_as_they_come() -> None:
+    m, _ = run([rec(i, None, join_key=i % 7, interval=2) for i in range(200)] + [rec(i, "E1") for i in range(150)])
+    streamed = JoinWindows(CFG, m.watermark, (s for _, s in m.snapshot()))
     assert dict(streamed.snapshot()) == dict(m.snapshot()) and len(streamed) == len(m)
     tail = [rec(300, None, join_key=3, interval=600), rec(5000, None)]
     assert run(tail, streamed, 200)[1] == run(tail, m, 200)[1]
