@@ -163,8 +163,7 @@ _BUCKET_BITS = 16
 
 
 class _Scope:
-    """The live joined events of one (account, component, type): by id, and their groups' index by
-    ``join_key * 4 + importance`` (one int: a group costs a dict slot, not a tuple of its own)."""
+    """The live joined events of one (account, component, type): by id, and their groups' latest."""
 
     __slots__ = ("account", "component", "type", "frame", "events", "groups", "older")
 
@@ -173,7 +172,7 @@ class _Scope:
         self.account, self.component, self.type = intern(account), intern(component), intern(type_)
         self.frame = strings_key(self.account, self.component, self.type).encode("utf-8", "surrogatepass")
         self.events: dict[str, bytes] = {}
-        self.groups: dict[int, str | _Members] = {}
+        self.groups = _Groups(self.events)
         # an event's full chunks, oldest first, as (n, digests, largest start_date) triples; few events have any
         self.older: dict[str, list[Any]] | None = None
 
@@ -185,12 +184,93 @@ class _Members:
     """The live joined events of a group of two or more, with the latest one (overall and per version) at hand.
     A group of one (nearly all of them) is held as that event's id alone: it is its own latest."""
 
-    __slots__ = ("ids", "latest", "latest_by_version")
+    __slots__ = ("group", "ids", "latest", "latest_by_version")
 
-    def __init__(self, event_id: str, version: str | None) -> None:
+    def __init__(self, group: int, event_id: str, version: str | None) -> None:
+        self.group = group
         self.ids: dict[str, None] = {event_id: None}  # an ordered set
         self.latest: str = event_id
         self.latest_by_version: dict[str, str] | None = None if version is None else {version: event_id}  # lazily
+
+
+class _Groups:
+    """The groups of one scope, by ``join_key * 4 + importance``: each one's id (a group of one) or ``_Members``.
+    A packed table — open addressing over a 64-bit hash of the group, linear probing, deletion by backward shift —
+    of about 30 bytes a group, where a dict costs about 80 (its slot and an int object per group); a slot's group
+    is read back from its event, so a false match of the hash is told apart."""
+
+    __slots__ = ("_events", "_hashes", "_entries", "_shift", "_n")
+
+    def __init__(self, events: dict[str, bytes]) -> None:
+        self._events = events
+        self._hashes = array("Q", bytes(8 * 4))
+        self._entries: list[str | _Members | None] = [None] * 4
+        self._shift = 62  # a slot is the hash's top bits (a multiplicative hash's best ones)
+        self._n = 0
+
+    def get(self, group: int) -> str | _Members | None:
+        i, _, found = self._find(group)
+        return self._entries[i] if found else None
+
+    def put(self, group: int, entry: str | _Members) -> None:
+        i, h, found = self._find(group)
+        self._entries[i] = entry
+        if not found:
+            self._hashes[i] = h
+            self._n += 1
+            if 10 * self._n > 7 * len(self._hashes):
+                self._grow()
+
+    def pop(self, group: int) -> None:
+        """Remove a group that is there."""
+        i, _, _ = self._find(group)
+        hashes, entries, shift = self._hashes, self._entries, self._shift
+        mask = len(hashes) - 1
+        j = i
+        while True:  # move back every later entry of the run that may no longer be reachable from its home slot
+            j = (j + 1) & mask
+            s = hashes[j]
+            if not s:
+                break
+            if (j - (s >> shift)) & mask >= (j - i) & mask:
+                hashes[i], entries[i] = s, entries[j]
+                i = j
+        hashes[i], entries[i] = 0, None
+        self._n -= 1
+
+    def _find(self, group: int) -> tuple[int, int, bool]:
+        """``(slot, hash, found)``: the group's slot, or the free slot where it would go."""
+        h = (group * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF or 1  # 0 marks a free slot
+        hashes, entries, events = self._hashes, self._entries, self._events
+        mask = len(hashes) - 1
+        i = h >> self._shift
+        while True:
+            s = hashes[i]
+            if not s:
+                return i, h, False
+            if s == h:
+                entry = entries[i]
+                if entry.__class__ is str:
+                    join_key, importance = _GROUP.unpack_from(events[entry])
+                    if join_key * 4 + importance == group:
+                        return i, h, True
+                elif entry.group == group:
+                    return i, h, True
+            i = (i + 1) & mask
+
+    def _grow(self) -> None:
+        old_hashes, old_entries = self._hashes, self._entries
+        size = 2 * len(old_hashes)
+        hashes = self._hashes = array("Q", bytes(8 * size))
+        entries = self._entries = [None] * size
+        self._shift -= 1
+        mask, shift = size - 1, self._shift
+        for s, entry in zip(old_hashes, old_entries):
+            if s:
+                i = s >> shift
+                while hashes[i]:
+                    i = (i + 1) & mask
+                hashes[i], entries[i] = s, entry
 
 
 class _Digests:
@@ -290,6 +370,7 @@ def _order(value: bytes) -> tuple[int, int]:
 
 
 _ORDER = struct.Struct("<q20xq")  # END and CREATED of a header, from byte 16
+_GROUP = struct.Struct("<q56xB")  # JOIN_KEY and IMPORTANCE of a header
 
 
 def _version(value: bytes) -> str | None:
@@ -554,13 +635,14 @@ class JoinWindows:
         group = h[JOIN_KEY] * 4 + h[IMPORTANCE]
         members = scope.groups.get(group)
         if members is None:
-            scope.groups[group] = event_id  # a group of one
+            scope.groups.put(group, event_id)  # a group of one
             return
         events = scope.events
         if members.__class__ is str:
             if members == event_id:
                 return  # still the only one, so still the latest
-            members = scope.groups[group] = _Members(members, _version(events[members]))
+            members = _Members(group, members, _version(events[members]))
+            scope.groups.put(group, members)
         members.ids[event_id] = None
         order = _order(value)
         if _order(events[members.latest]) <= order:
@@ -575,8 +657,8 @@ class JoinWindows:
                 by_version[version] = event_id
 
     def _evict(self, scope: _Scope, event_id: str, changes: dict[str, Change[JoinedEventRow]]) -> None:
-        value = scope.events.pop(event_id)
-        self._live -= 1
+        events = scope.events
+        value = events[event_id]
         h = _HDR.unpack_from(value)
         key = scope.key(event_id)
         changes[key] = Change(key, None, None)
@@ -585,17 +667,22 @@ class JoinWindows:
         for i in range(0, len(older or ()), 3):
             self._forget(older[i + 1])
             changes[chunk_key(key, older[i])] = Change(chunk_key(key, older[i]), None, None)
-        group = h[JOIN_KEY] * 4 + h[IMPORTANCE]
-        members = scope.groups[group]
-        if members.__class__ is str:  # it was the only one
-            del scope.groups[group]
-            if not scope.events:
-                del self._scopes[(scope.account, scope.component, scope.type)]
-            return
+        self._leave_group(scope, event_id, value, h[JOIN_KEY] * 4 + h[IMPORTANCE])
+        del events[event_id]
+        self._live -= 1
+        if not events:
+            del self._scopes[(scope.account, scope.component, scope.type)]
+
+    def _leave_group(self, scope: _Scope, event_id: str, value: bytes, group: int) -> None:
+        """Take an event out of its group's index (while it is still among the scope's events)."""
         events = scope.events
+        members = scope.groups.get(group)
+        if members.__class__ is str:  # it was the only one
+            scope.groups.pop(group)
+            return
         del members.ids[event_id]
         if len(members.ids) == 1:  # a group of one again: its id alone
-            scope.groups[group] = next(iter(members.ids))
+            scope.groups.put(group, next(iter(members.ids)))
             return
         if members.latest == event_id:
             members.latest = max(members.ids, key=lambda k: _order(events[k]))

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumers.joins import (JOINED_EVENT_NAMESPACE, Change, JoinConfig, JoinedEventRow, JoinRecord, JoinWindows,
-                             _Digests, chunk_key, event_key)
+                             _HDR, _Digests, _Groups, chunk_key, event_key)
 
 CFG = JoinConfig(retention_s=3600)
 S = 1000  # one second in ms
@@ -329,6 +329,25 @@ def test_a_restore_reads_its_states_once_as_they_come() -> None:
     assert dict(streamed.snapshot()) == dict(m.snapshot()) and len(streamed) == len(m)
     tail = [rec(300, None, join_key=3, interval=600), rec(5000, None)]
     assert run(tail, streamed, 200)[1] == run(tail, m, 200)[1]
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(-3, 60), st.sampled_from([0, 3, 2**40, -2**63, 2**63 - 1]),
+                          st.integers(0, 3)), max_size=300))
+def test_the_group_index_is_a_dict(ops: list[tuple[bool, int, int, int, int]]) -> None:
+    events: dict[str, bytes] = {}
+    table, expected = _Groups(events), {}
+    for put, small, big, importance in ops:
+        join_key = small + big if -2**63 <= small + big < 2**63 else small
+        group = join_key * 4 + importance
+        if put:
+            event_id = f"e{group}"
+            events[event_id] = _HDR.pack(join_key, 0, 0, 0, 1, 1, 0, 0, 0, importance, 0, 0, 0)
+            table.put(group, event_id)
+            expected[group] = event_id
+        elif group in expected:
+            table.pop(group)
+            del events[expected.pop(group)]
+        assert all(table.get(g) == v for g, v in expected.items()) and table.get(group) == expected.get(group)
 
 
 @given(st.lists(st.tuples(st.booleans(), st.integers(0, 40)), max_size=300))
