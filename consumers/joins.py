@@ -212,6 +212,17 @@ class _Groups:
         i, _, found = self._find(group)
         return self._entries[i] if found else None
 
+    def setdefault(self, group: int, entry: str) -> str | _Members:
+        """The group's entry; ``entry`` put there first when the group has none."""
+        i, h, found = self._find(group)
+        if found:
+            return self._entries[i]
+        self._hashes[i], self._entries[i] = h, entry
+        self._n += 1
+        if 10 * self._n > 7 * len(self._hashes):
+            self._grow()
+        return entry
+
     def put(self, group: int, entry: str | _Members) -> None:
         i, h, found = self._find(group)
         self._entries[i] = entry
@@ -343,13 +354,14 @@ class _Digests:
 
     def _grow(self) -> None:
         old = self._slots
-        self._slots = array("Q", bytes(16 * len(old)))
-        self._mask = 2 * len(old) - 1
-        self._n = 0
-        add = self.add
+        slots = self._slots = array("Q", bytes(16 * len(old)))
+        mask = self._mask = 2 * len(old) - 1
         for s in old:
             if s:
-                add(s)
+                i = s & mask
+                while slots[i]:
+                    i = (i + 1) & mask
+                slots[i] = s
 
 
 def _latest(members: str | _Members, version: str | None, scope: _Scope) -> str | None:
@@ -412,31 +424,48 @@ class JoinWindows:
         # A restore: a million windows after a kill -9, before the partition is consumed again. ``states`` is read
         # once, as it comes (a worker streams it from ClickHouse, never holding all of it beside the machine); per
         # state one frame read and one slice — the value is what the machine holds — then its indexes.
-        frames: dict[bytes, _Scope] = {}
+        frames: dict[bytes, _Scope] = {}  # a scope's frame (its JSON text) -> the scope
         chunks: list[tuple[_Scope, str, int, bytes, int]] = []
-        high, ret, seen, unpack = self._high, self._ret, self._seen, _HDR.unpack_from
+        high, ret, seen, unpack, events_seen = self._high, self._ret, self._seen, _HDR.unpack_from, 0
+        buckets, heap, reached = self._buckets, self._bucket_heap, self._w >> _BUCKET_BITS
         for blob in states:
-            scope, event_id, kind, value = self._decode_frame(blob, frames)
-            if kind == _CHUNK:
-                chunks.append((scope, event_id, *_decode_chunk(value)))  # once its event is in
-                continue
             try:
+                fmt, kind, n = _FRAME.unpack_from(blob)
+                if fmt != _FORMAT:
+                    raise _format_error(blob, fmt)
+                frame = blob[4:4 + n]
+                scope = frames.get(frame) or self._scope_of(frame, frames)
+                (m,) = _ID.unpack_from(blob, 4 + n)
+                at = 6 + n + m
+                event_id = blob[6 + n:at].decode("utf-8", "surrogatepass")
+                value = blob[at:]
+                if kind == _CHUNK and at <= len(blob):
+                    chunks.append((scope, event_id, *_decode_chunk(value)))  # once its event is in
+                    continue
                 h = unpack(value)
                 tail = _tail(h)
-                ok = h[IMPORTANCE] < 4 and len(value) >= tail and not (len(value) - tail) % _SEEN
-            except struct.error:
-                ok = False
-            if not ok or event_id in scope.events:
-                raise ValueError(f"corrupt join state: malformed or repeated joined event {scope.key(event_id)}")
+            except (struct.error, UnicodeDecodeError) as exc:  # invalid input: corrupt persisted state
+                raise ValueError(f"corrupt join state: {exc}") from None
+            if kind != _EVENT or h[IMPORTANCE] > 3 or len(value) < tail or (len(value) - tail) % _SEEN \
+                    or at > len(blob) or event_id in scope.events:
+                raise ValueError(f"corrupt join state: malformed or repeated state of {scope.key(event_id)}")
             scope.events[event_id] = value
-            self._live += 1
+            events_seen += 1
             if h[LAST] > high:
                 high = h[LAST]
             for i in range(tail, len(value), _SEEN):
                 seen.add(int.from_bytes(value[i:i + 8], "little"))
             self._admit(scope, event_id, value, h)
-            self._schedule(scope, event_id, _due(h, ret))
-        self._high = high
+            due = max(h[END], h[ACTUAL]) + ret  # _schedule, inlined
+            bucket = due >> _BUCKET_BITS
+            if bucket <= reached:
+                self._schedule(scope, event_id, due)
+            elif (entries := buckets.get(bucket)) is None:
+                buckets[bucket] = [scope, event_id]
+                heapq.heappush(heap, bucket)
+            else:
+                entries += (scope, event_id)
+        self._high, self._live = high, self._live + events_seen
         chunks.sort(key=_third)  # by chunk number: an event's chunks go in oldest first
         for scope, event_id, n, digests, latest in chunks:
             if event_id not in scope.events:
@@ -447,35 +476,19 @@ class JoinWindows:
             for i in range(0, len(digests), _SEEN):
                 seen.add(int.from_bytes(digests[i:i + 8], "little"))
 
-    def _decode_frame(self, blob: bytes, frames: dict[bytes, _Scope]) -> tuple[_Scope, str, int, bytes]:
+    def _scope_of(self, frame: bytes, frames: dict[bytes, _Scope]) -> _Scope:
+        """The scope of a frame met for the first time in a restore. Raises ValueError on a malformed one."""
         try:
-            fmt, kind, n = _FRAME.unpack_from(blob)
-            if fmt != _FORMAT:
-                raise ValueError(
-                    "consumer_state holds joins state of format 1 (JSON, written before issue 16's second round), "
-                    "which this version does not read: run the previous version until no joined event is open, "
-                    "or delete the joins group's rows from consumer_state and replay its topic from the beginning"
-                    if blob[:1] == b"{" else f"unknown join state format {fmt}")
-            frame = blob[4:4 + n]
-            scope = frames.get(frame)
-            if scope is None:
-                account, component, type_ = json.loads(frame)
-                key = (account, component, type_)
-                scope = self._scopes.get(key)
-                if scope is None:
-                    scope = self._scopes[key] = _Scope(account, component, type_)
-                frames[frame] = scope
-            at = 4 + n
-            (m,) = _ID.unpack_from(blob, at)
-            at += 2
-            event_id = blob[at:at + m].decode("utf-8", "surrogatepass")
-            if kind not in (_EVENT, _CHUNK) or len(event_id.encode("utf-8", "surrogatepass")) != m:
-                raise ValueError("malformed frame")
-            return scope, event_id, kind, blob[at + m:]
-        except (struct.error, TypeError, ValueError) as exc:  # invalid input: corrupt persisted state
-            if "format 1" in str(exc):
-                raise
-            raise ValueError(f"corrupt join state: {exc}") from exc
+            account, component, type_ = json.loads(frame)
+            if not all(isinstance(x, str) for x in (account, component, type_)):
+                raise TypeError("not three strings")
+        except (TypeError, ValueError) as exc:  # invalid input: corrupt persisted state
+            raise ValueError(f"corrupt join state: scope {frame!r}: {exc}") from None
+        scope = self._scopes.get((account, component, type_))
+        if scope is None:
+            scope = self._scopes[(account, component, type_)] = _Scope(account, component, type_)
+        frames[frame] = scope
+        return scope
 
     @property
     def watermark(self) -> int:
@@ -633,14 +646,11 @@ class JoinWindows:
     def _admit(self, scope: _Scope, event_id: str, value: bytes, h: tuple[int, ...]) -> None:
         """Index a new or extended event in its group (its end_time only grows, so it can only become latest)."""
         group = h[JOIN_KEY] * 4 + h[IMPORTANCE]
-        members = scope.groups.get(group)
-        if members is None:
-            scope.groups.put(group, event_id)  # a group of one
-            return
+        members = scope.groups.setdefault(group, event_id)  # a new group: of one
         events = scope.events
         if members.__class__ is str:
             if members == event_id:
-                return  # still the only one, so still the latest
+                return  # the only one, so the latest
             members = _Members(group, members, _version(events[members]))
             scope.groups.put(group, members)
         members.ids[event_id] = None
@@ -765,6 +775,15 @@ def _encode_chunk(scope: _Scope, event_id: str, n: int, digests: bytes) -> bytes
     raw = event_id.encode("utf-8", "surrogatepass")
     return b"".join((_FRAME.pack(_FORMAT, _CHUNK, len(scope.frame)), scope.frame, _ID.pack(len(raw)), raw,
                      _CHUNK_NO.pack(n), digests))
+
+
+def _format_error(blob: bytes, fmt: int) -> ValueError:
+    if blob[:1] == b"{":
+        return ValueError(
+            "consumer_state holds joins state of format 1 (JSON, written before issue 16's second round), which "
+            "this version does not read: run the previous version until no joined event is open, or delete the "
+            "joins group's rows from consumer_state and replay its topic from the beginning")
+    return ValueError(f"corrupt join state: unknown format {fmt}")
 
 
 def _decode_chunk(rest: bytes) -> tuple[int, bytes, int]:
