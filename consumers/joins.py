@@ -63,7 +63,7 @@ from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any
 
-from .keys import dumps, strings_key, uuid5_text
+from .keys import dumps, strings_key, uuid5_int, uuid_text
 from .sessions import Change
 
 __all__ = ["Change", "JOINED_EVENT_NAMESPACE", "JoinConfig", "JoinRecord", "JoinWindows", "JoinedEventRow",
@@ -140,6 +140,26 @@ def chunk_key(event_key: str, n: int) -> str:
     return f"{event_key}#{n}"
 
 
+# An event id in memory: a UUID in canonical text (as derived ids, and as clients mostly send them) as its int
+# (48 bytes, where its text takes 85), anything else as its text — one key per id either way.
+EventId = int | str
+
+
+def _id_key(text: str) -> EventId:
+    if len(text) == 36 and text[8] == text[13] == text[18] == text[23] == "-":
+        try:
+            n = int(text.replace("-", ""), 16)
+        except ValueError:
+            return text
+        if 0 <= n < 1 << 128 and _id_text(n) == text:  # int() takes more than hex digits: '_', spaces, a sign
+            return n
+    return text
+
+
+def _id_text(event_id: EventId) -> str:
+    return event_id if event_id.__class__ is str else uuid_text(event_id)
+
+
 # A joined event in memory is its *value*: this header, its version, message and extras (JSON) as UTF-8, then the
 # digests of its last chunk, 16 bytes a record — digest, start_date (little-endian int64). Lengths of version and
 # extras are stored + 1 (0: None); a message and a version fit 16 bits (rules.py: 8000 and 255 characters). The
@@ -156,6 +176,7 @@ _FORMAT = 2  # first byte of a persisted state (1: the JSON documents before iss
 _EVENT, _CHUNK = 0, 1  # its second byte
 _FRAME = struct.Struct("<BBH")  # format, kind, length of the scope's JSON text; then that text
 _ID = struct.Struct("<H")  # length of the event id; then the id, then the value (event) or _CHUNK_NO + digests
+_UUID_ID = 2  # in the kind: the id is a UUID's 16 bytes (see _id_key), not its text
 _CHUNK_NO = struct.Struct("<I")
 # Expiry is kept in buckets of 2**_BUCKET_BITS ms of due time (an event costs two list slots, not a heap entry of
 # its own); the buckets the watermark has reached are spread into a heap, a few events at a time.
@@ -171,13 +192,13 @@ class _Scope:
         intern = sys.intern  # the same ids in every scope of an account, and in the restore's frames
         self.account, self.component, self.type = intern(account), intern(component), intern(type_)
         self.frame = strings_key(self.account, self.component, self.type).encode("utf-8", "surrogatepass")
-        self.events: dict[str, bytes] = {}
+        self.events: dict[EventId, bytes] = {}
         self.groups = _Groups(self.events)
         # an event's full chunks, oldest first, as (n, digests, largest start_date) triples; few events have any
         self.older: dict[str, list[Any]] | None = None
 
-    def key(self, event_id: str) -> str:
-        return event_key(self.account, self.component, self.type, event_id)
+    def key(self, event_id: EventId) -> str:
+        return event_key(self.account, self.component, self.type, _id_text(event_id))
 
 
 class _Members:
@@ -186,11 +207,11 @@ class _Members:
 
     __slots__ = ("group", "ids", "latest", "latest_by_version")
 
-    def __init__(self, group: int, event_id: str, version: str | None) -> None:
+    def __init__(self, group: int, event_id: EventId, version: str | None) -> None:
         self.group = group
-        self.ids: dict[str, None] = {event_id: None}  # an ordered set
-        self.latest: str = event_id
-        self.latest_by_version: dict[str, str] | None = None if version is None else {version: event_id}  # lazily
+        self.ids: dict[EventId, None] = {event_id: None}  # an ordered set
+        self.latest: EventId = event_id
+        self.latest_by_version: dict[str, EventId] | None = None if version is None else {version: event_id}  # lazily
 
 
 class _Groups:
@@ -201,18 +222,18 @@ class _Groups:
 
     __slots__ = ("_events", "_hashes", "_entries", "_shift", "_n")
 
-    def __init__(self, events: dict[str, bytes]) -> None:
+    def __init__(self, events: dict[EventId, bytes]) -> None:
         self._events = events
         self._hashes = array("Q", bytes(8 * 4))
-        self._entries: list[str | _Members | None] = [None] * 4
+        self._entries: list[EventId | _Members | None] = [None] * 4
         self._shift = 62  # a slot is the hash's top bits (a multiplicative hash's best ones)
         self._n = 0
 
-    def get(self, group: int) -> str | _Members | None:
+    def get(self, group: int) -> EventId | _Members | None:
         i, _, found = self._find(group)
         return self._entries[i] if found else None
 
-    def setdefault(self, group: int, entry: str) -> str | _Members:
+    def setdefault(self, group: int, entry: EventId) -> EventId | _Members:
         """The group's entry; ``entry`` put there first when the group has none."""
         i, h, found = self._find(group)
         if found:
@@ -223,7 +244,7 @@ class _Groups:
             self._grow()
         return entry
 
-    def put(self, group: int, entry: str | _Members) -> None:
+    def put(self, group: int, entry: EventId | _Members) -> None:
         i, h, found = self._find(group)
         self._entries[i] = entry
         if not found:
@@ -261,7 +282,7 @@ class _Groups:
                 return i, h, False
             if s == h:
                 entry = entries[i]
-                if entry.__class__ is str:
+                if entry.__class__ is not _Members:
                     join_key, importance = _GROUP.unpack_from(events[entry])
                     if join_key * 4 + importance == group:
                         return i, h, True
@@ -364,9 +385,9 @@ class _Digests:
                 slots[i] = s
 
 
-def _latest(members: str | _Members, version: str | None, scope: _Scope) -> str | None:
+def _latest(members: EventId | _Members, version: str | None, scope: _Scope) -> EventId | None:
     """The group's latest event (overall, or of ``version``)."""
-    if members.__class__ is str:
+    if members.__class__ is not _Members:
         return members if version is None or _version(scope.events[members]) == version else None
     if version is None:
         return members.latest
@@ -437,8 +458,11 @@ class JoinWindows:
                 scope = frames.get(frame) or self._scope_of(frame, frames)
                 (m,) = _ID.unpack_from(blob, 4 + n)
                 at = 6 + n + m
-                event_id = blob[6 + n:at].decode("utf-8", "surrogatepass")
+                event_id = int.from_bytes(blob[6 + n:at], "big") if kind & _UUID_ID else \
+                    blob[6 + n:at].decode("utf-8", "surrogatepass")
                 value = blob[at:]
+                if kind & _UUID_ID:
+                    kind = kind & ~_UUID_ID if m == 16 else -1
                 if kind == _CHUNK and at <= len(blob):
                     chunks.append((scope, event_id, *_decode_chunk(value)))  # once its event is in
                     continue
@@ -548,10 +572,11 @@ class JoinWindows:
                 r.account_id, r.component_id, r.type_id)
         events = scope.events
         target = h = None
-        if r.event_id is not None and r.event_id in events:
-            h = _HDR.unpack_from(events[r.event_id])
-            if _joinable(h, events[r.event_id], r, importance, interval):
-                target = r.event_id
+        named = None if r.event_id is None else _id_key(r.event_id)
+        if named is not None and named in events:
+            h = _HDR.unpack_from(events[named])
+            if _joinable(h, events[named], r, importance, interval):
+                target = named
         if target is None and r.join_interval != 0:
             members = scope.groups.get(r.join_key * 4 + importance)
             latest = None if members is None else _latest(members, r.version, scope)
@@ -589,13 +614,13 @@ class JoinWindows:
                 self._schedule(scope, target, due)
             event_id = target
         else:
-            event_id = r.event_id
+            event_id = named
             if event_id is None or event_id in events:
-                base = uuid5_text(JOINED_EVENT_NAMESPACE, r.record_id)
-                event_id, k = base, 0
+                base = event_id = uuid5_int(JOINED_EVENT_NAMESPACE, r.record_id)
+                k = 0
                 while event_id in events:
                     k += 1
-                    event_id = f"{base}#{k}"
+                    event_id = f"{_id_text(base)}#{k}"
             version = b"" if r.version is None else r.version.encode("utf-8", "surrogatepass")
             extras = b"" if r.extras is None else dumps(r.extras).encode("utf-8", "surrogatepass")
             value = b"".join((
@@ -612,7 +637,7 @@ class JoinWindows:
         self._seen.add(int.from_bytes(digest, "little"))
         changes[key] = Change(key, _row(scope, event_id, value, nh, offset), _encode(scope, event_id, value))
 
-    def _retire(self, scope: _Scope, event_id: str, key: str, n: int, digests: bytes,
+    def _retire(self, scope: _Scope, event_id: EventId, key: str, n: int, digests: bytes,
                 changes: dict[str, Change[JoinedEventRow]]) -> bytes:
         """Move an event's full last chunk out of its value; returns the digests its value keeps (none)."""
         if scope.older is None:
@@ -622,7 +647,7 @@ class JoinWindows:
         changes[chunk_key(key, n)] = Change(chunk_key(key, n), None, _encode_chunk(scope, event_id, n, digests))
         return b""
 
-    def _drop_old_chunks(self, scope: _Scope, event_id: str, key: str, w: int,
+    def _drop_old_chunks(self, scope: _Scope, event_id: EventId, key: str, w: int,
                          changes: dict[str, Change[JoinedEventRow]]) -> None:
         """Drop an event's oldest full chunks once all their records are too late (a chunk kept a little longer
         because of a later one costs nothing)."""
@@ -643,12 +668,12 @@ class JoinWindows:
         for i in range(0, len(digests), _SEEN):
             self._seen.discard(int.from_bytes(digests[i:i + 8], "little"))
 
-    def _admit(self, scope: _Scope, event_id: str, value: bytes, h: tuple[int, ...]) -> None:
+    def _admit(self, scope: _Scope, event_id: EventId, value: bytes, h: tuple[int, ...]) -> None:
         """Index a new or extended event in its group (its end_time only grows, so it can only become latest)."""
         group = h[JOIN_KEY] * 4 + h[IMPORTANCE]
         members = scope.groups.setdefault(group, event_id)  # a new group: of one
         events = scope.events
-        if members.__class__ is str:
+        if members.__class__ is not _Members:
             if members == event_id:
                 return  # the only one, so the latest
             members = _Members(group, members, _version(events[members]))
@@ -666,7 +691,7 @@ class JoinWindows:
             if current is None or _order(events[current]) <= order:
                 by_version[version] = event_id
 
-    def _evict(self, scope: _Scope, event_id: str, changes: dict[str, Change[JoinedEventRow]]) -> None:
+    def _evict(self, scope: _Scope, event_id: EventId, changes: dict[str, Change[JoinedEventRow]]) -> None:
         events = scope.events
         value = events[event_id]
         h = _HDR.unpack_from(value)
@@ -683,11 +708,11 @@ class JoinWindows:
         if not events:
             del self._scopes[(scope.account, scope.component, scope.type)]
 
-    def _leave_group(self, scope: _Scope, event_id: str, value: bytes, group: int) -> None:
+    def _leave_group(self, scope: _Scope, event_id: EventId, value: bytes, group: int) -> None:
         """Take an event out of its group's index (while it is still among the scope's events)."""
         events = scope.events
         members = scope.groups.get(group)
-        if members.__class__ is str:  # it was the only one
+        if members.__class__ is not _Members:  # it was the only one
             scope.groups.pop(group)
             return
         del members.ids[event_id]
@@ -705,7 +730,7 @@ class JoinWindows:
             else:
                 del by_version[version]
 
-    def _schedule(self, scope: _Scope, event_id: str, due: int) -> None:
+    def _schedule(self, scope: _Scope, event_id: EventId, due: int) -> None:
         bucket = due >> _BUCKET_BITS
         if bucket <= self._w >> _BUCKET_BITS:  # reached: exactly, in the heap
             self._ticks += 1
@@ -749,11 +774,11 @@ def _joinable(h: tuple[int, ...], value: bytes, r: JoinRecord, importance: int, 
     return r.join_interval != 0 and h[END] + 1000 + interval >= r.start_date
 
 
-def _row(scope: _Scope, event_id: str, value: bytes, h: tuple[int, ...], version: int) -> JoinedEventRow:
+def _row(scope: _Scope, event_id: EventId, value: bytes, h: tuple[int, ...], version: int) -> JoinedEventRow:
     at = _HDR_SIZE + (h[VERSION_LEN] or 1) - 1
     message_end = at + h[MESSAGE_LEN]
     return JoinedEventRow(
-        scope.account, event_id, scope.component, scope.type, h[JOIN_KEY], IMPORTANCES[h[IMPORTANCE]], h[START],
+        scope.account, _id_text(event_id), scope.component, scope.type, h[JOIN_KEY], IMPORTANCES[h[IMPORTANCE]], h[START],
         h[END], h[ACTUAL], h[COUNT], value[at:message_end].decode("utf-8", "surrogatepass"),
         value[_HDR_SIZE:at].decode("utf-8", "surrogatepass") if h[VERSION_LEN] else None, h[RECORDS], version,
         json.loads(value[message_end:message_end + h[EXTRA_LEN] - 1]) if h[EXTRA_LEN] else None)
@@ -766,14 +791,20 @@ def _third(item: tuple[Any, ...]) -> Any:
 _unpacker = struct.Struct("<" + "8sq" * CHUNK_RECORDS)  # a full chunk: digest, start_date, ...
 
 
-def _encode(scope: _Scope, event_id: str, value: bytes) -> bytes:
-    raw = event_id.encode("utf-8", "surrogatepass")
-    return b"".join((_FRAME.pack(_FORMAT, _EVENT, len(scope.frame)), scope.frame, _ID.pack(len(raw)), raw, value))
+def _encode(scope: _Scope, event_id: EventId, value: bytes) -> bytes:
+    if event_id.__class__ is str:
+        kind, raw = _EVENT, event_id.encode("utf-8", "surrogatepass")
+    else:
+        kind, raw = _EVENT | _UUID_ID, event_id.to_bytes(16, "big")
+    return b"".join((_FRAME.pack(_FORMAT, kind, len(scope.frame)), scope.frame, _ID.pack(len(raw)), raw, value))
 
 
-def _encode_chunk(scope: _Scope, event_id: str, n: int, digests: bytes) -> bytes:
-    raw = event_id.encode("utf-8", "surrogatepass")
-    return b"".join((_FRAME.pack(_FORMAT, _CHUNK, len(scope.frame)), scope.frame, _ID.pack(len(raw)), raw,
+def _encode_chunk(scope: _Scope, event_id: EventId, n: int, digests: bytes) -> bytes:
+    if event_id.__class__ is str:
+        kind, raw = _CHUNK, event_id.encode("utf-8", "surrogatepass")
+    else:
+        kind, raw = _CHUNK | _UUID_ID, event_id.to_bytes(16, "big")
+    return b"".join((_FRAME.pack(_FORMAT, kind, len(scope.frame)), scope.frame, _ID.pack(len(raw)), raw,
                      _CHUNK_NO.pack(n), digests))
 
 

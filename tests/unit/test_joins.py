@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumers.joins import (JOINED_EVENT_NAMESPACE, Change, JoinConfig, JoinedEventRow, JoinRecord, JoinWindows,
-                             _HDR, _Digests, _Groups, chunk_key, event_key)
+                             _HDR, _Digests, _Groups, _id_key, _id_text, chunk_key,
+                             event_key)
 
 CFG = JoinConfig(retention_s=3600)
 S = 1000  # one second in ms
@@ -319,7 +320,7 @@ def test_a_window_is_held_as_its_persisted_state_without_its_identity() -> None:
     for machine in (m, restored):
         (scope,) = machine._scopes.values()  # the ids of (account, component, type) once, not per window
         assert {type(v) for v in scope.events.values()} == {bytes}
-        assert all(state.endswith(scope.events[json.loads(key)[3]]) for key, state in machine.snapshot())
+        assert all(state.endswith(scope.events[_id_key(json.loads(key)[3])]) for key, state in machine.snapshot())
     assert dict(restored.snapshot()) == dict(m.snapshot())
 
 
@@ -329,6 +330,23 @@ def test_a_restore_reads_its_states_once_as_they_come() -> None:
     assert dict(streamed.snapshot()) == dict(m.snapshot()) and len(streamed) == len(m)
     tail = [rec(300, None, join_key=3, interval=600), rec(5000, None)]
     assert run(tail, streamed, 200)[1] == run(tail, m, 200)[1]
+
+
+@pytest.mark.parametrize("text, as_int", [
+    ("5d3c1f4e-2b7a-5e0c-9a41-6f0e8b2d7c13", True), ("5D3C1F4E-2B7A-5E0C-9A41-6F0E8B2D7C13", False),
+    ("5d3c1f4e-2b7a-5e0c-9a41-6f0e8b2d7c1_", False), ("+d3c1f4e-2b7a-5e0c-9a41-6f0e8b2d7c13", False),
+    ("{5d3c1f4e-2b7a-5e0c-9a41-6f0e8b2d7c1}", False), ("E1", False), ("5d3c1f4e-2b7a-5e0c-9a41-6f0e8b2d7c13#1", False)])
+def test_an_id_is_held_as_an_int_only_when_it_is_a_uuid_in_canonical_text(text: str, as_int: bool) -> None:
+    assert isinstance(_id_key(text), int) == as_int and _id_text(_id_key(text)) == text
+
+
+def test_a_record_naming_a_derived_id_finds_that_event() -> None:
+    m, changes = run([rec(0, None)])
+    derived_id = changes[0].row.event_id
+    m, changes = run([rec(1, derived_id, count=2)], m, 1)
+    assert [(c.row.event_id, c.row.count) for c in rowed(changes)] == [(derived_id, 3)]
+    m, changes = run([rec(2, derived_id.upper(), interval=0)], m, 2)  # another id: a new event under it
+    assert [c.row.event_id for c in rowed(changes)] == [derived_id.upper()]
 
 
 @given(st.lists(st.tuples(st.booleans(), st.integers(-3, 60), st.sampled_from([0, 3, 2**40, -2**63, 2**63 - 1]),
