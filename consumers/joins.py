@@ -467,7 +467,7 @@ class JoinWindows:
                     chunks.append((scope, event_id, *_decode_chunk(value)))  # once its event is in
                     continue
                 h = unpack(value)
-                tail = _tail(h)
+                tail = _HDR_SIZE - 2 + (h[VERSION_LEN] or 1) + h[MESSAGE_LEN] + (h[EXTRA_LEN] or 1)  # _tail(h)
             except (struct.error, UnicodeDecodeError) as exc:  # invalid input: corrupt persisted state
                 raise ValueError(f"corrupt join state: {exc}") from None
             if kind != _EVENT or h[IMPORTANCE] > 3 or len(value) < tail or (len(value) - tail) % _SEEN \
@@ -479,7 +479,8 @@ class JoinWindows:
                 high = h[LAST]
             for i in range(tail, len(value), _SEEN):
                 seen.add(int.from_bytes(value[i:i + 8], "little"))
-            self._admit(scope, event_id, value, h)
+            if scope.groups.setdefault(h[JOIN_KEY] * 4 + h[IMPORTANCE], event_id) is not event_id:
+                self._admit(scope, event_id, value, h)  # a group of more than one: nearly all are of one
             due = max(h[END], h[ACTUAL]) + ret  # _schedule, inlined
             bucket = due >> _BUCKET_BITS
             if bucket <= reached:
