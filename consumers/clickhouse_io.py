@@ -98,6 +98,9 @@ class ClickHouseStore:
     def _execute(self, query: str, params: object = None, **kwargs: object) -> list:
         return run(self.client, query, params, **kwargs)
 
+    def _execute_iter(self, query: str, params: object = None, **kwargs: object) -> Iterator[tuple]:
+        return run_iter(self.client, query, params, **kwargs)
+
     def _state(self, group: str, topic: str, partition: int, query: str, params: dict, **kwargs: object) -> list:
         """Run a read of ``consumer_state`` (``{table}`` in ``query``): on one server as any query, on a cluster
         through ``ShardReplicas``. Blocks; raises Unavailable."""
@@ -161,8 +164,8 @@ class ClickHouseStore:
         picks); adds the rows ClickHouse read to ``restored.rows_read`` at the end. Blocks; raises Unavailable."""
         settings = {"strings_as_bytes": True}
         if self.replicas is None:
-            client, rows = self.client, run_iter(self.client, query.format(table="consumer_state"), params,
-                                                 settings=settings)
+            client, rows = self.client, self._execute_iter(query.format(table="consumer_state"), params,
+                                                           settings=settings)
         else:
             client, rows = self.replicas.stream(self.client, group, topic, partition,
                                                 query.format(table="consumer_state_local"), params, settings=settings)
