@@ -319,49 +319,27 @@ class _Digests:
         self._zero = False
 
     def __contains__(self, d: int) -> bool:
-        if not d:
-            return self._zero
-        slots, mask = self._slots, self._mask
-        i = d & mask  # a digest is uniformly distributed already
-        while True:
-            s = slots[i]
-            if s == d:
-                return True
-            if not s:
-                return False
-            i = (i + 1) & mask
+        return self._probe(d)[1] if d else self._zero
 
     def add(self, d: int) -> None:
         if not d:
             self._zero = True
             return
-        slots, mask = self._slots, self._mask
-        i = d & mask
-        while True:
-            s = slots[i]
-            if s == d:
-                return
-            if not s:
-                break
-            i = (i + 1) & mask
-        slots[i] = d
-        self._n += 1
-        if 2 * self._n > mask:
-            self._grow()
+        i, found = self._probe(d)
+        if not found:
+            self._slots[i] = d
+            self._n += 1
+            if 2 * self._n > self._mask:
+                self._grow()
 
     def discard(self, d: int) -> None:
         if not d:
             self._zero = False
             return
+        i, found = self._probe(d)
+        if not found:
+            return
         slots, mask = self._slots, self._mask
-        i = d & mask
-        while True:
-            s = slots[i]
-            if s == d:
-                break
-            if not s:
-                return
-            i = (i + 1) & mask
         j = i
         while True:  # move back every later entry of the run that may no longer be reachable from its home slot
             j = (j + 1) & mask
@@ -373,6 +351,18 @@ class _Digests:
                 i = j
         slots[i] = 0
         self._n -= 1
+
+    def _probe(self, d: int) -> tuple[int, bool]:
+        """``d``'s slot and whether it is there (if not, the free slot where it would go)."""
+        slots, mask = self._slots, self._mask
+        i = d & mask  # a digest is uniformly distributed already
+        while True:
+            s = slots[i]
+            if s == d:
+                return i, True
+            if not s:
+                return i, False
+            i = (i + 1) & mask
 
     def _grow(self) -> None:
         old = self._slots
