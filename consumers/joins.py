@@ -256,19 +256,7 @@ class _Groups:
 
     def pop(self, group: int) -> None:
         """Remove a group that is there."""
-        i, _, _ = self._find(group)
-        hashes, entries, shift = self._hashes, self._entries, self._shift
-        mask = len(hashes) - 1
-        j = i
-        while True:  # move back every later entry of the run that may no longer be reachable from its home slot
-            j = (j + 1) & mask
-            s = hashes[j]
-            if not s:
-                break
-            if (j - (s >> shift)) & mask >= (j - i) & mask:
-                hashes[i], entries[i] = s, entries[j]
-                i = j
-        hashes[i], entries[i] = 0, None
+        _vacate(self._hashes, self._find(group)[0], self._shift, self._entries)
         self._n -= 1
 
     def _find(self, group: int) -> tuple[int, int, bool]:
@@ -310,11 +298,11 @@ class _Digests:
     """A set of 64-bit digests in one flat array (open addressing, linear probing, deletion by backward shift):
     8 to 16 bytes a digest, where a set of ``bytes`` costs about 100. Digest 0 marks a free slot, so it is a flag."""
 
-    __slots__ = ("_slots", "_mask", "_n", "_zero")
+    __slots__ = ("_slots", "_shift", "_n", "_zero")
 
     def __init__(self) -> None:
         self._slots = array("Q", bytes(8 * 1024))
-        self._mask = 1023
+        self._shift = 54  # a slot is the digest's top bits (a digest is uniformly distributed already)
         self._n = 0
         self._zero = False
 
@@ -329,7 +317,7 @@ class _Digests:
         if not found:
             self._slots[i] = d
             self._n += 1
-            if 2 * self._n > self._mask:
+            if 2 * self._n > len(self._slots):
                 self._grow()
 
     def discard(self, d: int) -> None:
@@ -337,25 +325,15 @@ class _Digests:
             self._zero = False
             return
         i, found = self._probe(d)
-        if not found:
-            return
-        slots, mask = self._slots, self._mask
-        j = i
-        while True:  # move back every later entry of the run that may no longer be reachable from its home slot
-            j = (j + 1) & mask
-            s = slots[j]
-            if not s:
-                break
-            if (j - (s & mask)) & mask >= (j - i) & mask:
-                slots[i] = s
-                i = j
-        slots[i] = 0
-        self._n -= 1
+        if found:
+            _vacate(self._slots, i, self._shift)
+            self._n -= 1
 
     def _probe(self, d: int) -> tuple[int, bool]:
         """``d``'s slot and whether it is there (if not, the free slot where it would go)."""
-        slots, mask = self._slots, self._mask
-        i = d & mask  # a digest is uniformly distributed already
+        slots = self._slots
+        mask = len(slots) - 1
+        i = d >> self._shift
         while True:
             s = slots[i]
             if s == d:
@@ -367,13 +345,35 @@ class _Digests:
     def _grow(self) -> None:
         old = self._slots
         slots = self._slots = array("Q", bytes(16 * len(old)))
-        mask = self._mask = 2 * len(old) - 1
+        self._shift -= 1
+        mask, shift = len(slots) - 1, self._shift
         for s in old:
             if s:
-                i = s & mask
+                i = s >> shift
                 while slots[i]:
                     i = (i + 1) & mask
                 slots[i] = s
+
+
+def _vacate(slots: array, i: int, shift: int, entries: list[Any] | None = None) -> None:
+    """Free slot ``i`` of a linear-probing table (``entries``: its values, beside) whose keys' home slots are
+    their top bits (``>> shift``): each later key of the run that could no longer be found from its home slot
+    moves back into the gap (deletion by backward shift, no tombstones)."""
+    mask = len(slots) - 1
+    j = i
+    while True:
+        j = (j + 1) & mask
+        s = slots[j]
+        if not s:
+            break
+        if (j - (s >> shift)) & mask >= (j - i) & mask:
+            slots[i] = s
+            if entries is not None:
+                entries[i] = entries[j]
+            i = j
+    slots[i] = 0
+    if entries is not None:
+        entries[i] = None
 
 
 def _latest(members: EventId | _Members, version: str | None, scope: _Scope) -> EventId | None:

@@ -372,13 +372,14 @@ def test_the_group_index_is_a_dict(ops: list[tuple[bool, int, int, int, int]]) -
 def test_the_digest_table_is_a_set(ops: list[tuple[bool, int]]) -> None:
     table, expected = _Digests(), set()
     for add, small in ops:  # few distinct values, all in a few slots: long runs, wrap-around, shifts back
-        d = 0 if small == 0 else (1020 + small % 6) % 1024 + 1024 * small + (2**63 if small % 3 == 0 else 0)
+        d = 0 if small == 0 else ((1020 + small % 6) % 1024 << 54) + small + (2**53 if small % 3 == 0 else 0)
         (table.add if add else table.discard)(d)
         (expected.add if add else expected.discard)(d)
         assert all((v in table) == (v in expected) for v in {d, *expected})
-    for d in range(1, 3000):  # grows past its first size
-        table.add(d * 7919)
-    assert all(d * 7919 in table for d in range(1, 3000)) and all(v in table for v in expected)
+    spread = [(d * 0x9E3779B97F4A7C15) % 2**64 for d in range(1, 3000)]  # as digests are
+    for d in spread:  # grows past its first size
+        table.add(d)
+    assert all(d in table for d in spread) and all(v in table for v in expected)
 
 
 def test_a_group_shrunk_to_one_event_and_grown_again_keeps_finding_the_latest() -> None:
