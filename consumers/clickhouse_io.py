@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from clickhouse_driver import Client
 from clickhouse_driver.errors import Error as ClickHouseError
@@ -99,6 +99,9 @@ class ClickHouseStore:
     def _execute(self, query: str, params: object = None, **kwargs: object) -> list:
         return run(self.client, query, params, **kwargs)
 
+    def _execute_iter(self, query: str, params: object = None, **kwargs: object) -> Iterator[tuple]:
+        return run_iter(self.client, query, params, **kwargs)
+
     def _state(self, group: str, topic: str, partition: int, query: str, params: dict, **kwargs: object) -> list:
         """Run a read of ``consumer_state`` (``{table}`` in ``query``): on one server as any query, on a cluster
         through ``ShardReplicas``. Blocks; raises Unavailable."""
@@ -134,8 +137,9 @@ class ClickHouseStore:
         return self.insert("consumer_state", STATE_COLUMNS, rows, one_block=True, extra=self.state_write_settings)
 
     def load_state(self, group: str, topic: str, partition: int) -> Restored:
-        """The latest row per key of one partition, at or above its compaction floor (state.py). Blocks; raises
-        Unavailable."""
+        """The checkpoint of one partition, and its states: the latest row per key at or above its compaction
+        floor (state.py), streamed as ClickHouse sends them when they are read (once). Blocks; raises
+        Unavailable, reading the checkpoint or the states."""
         where = "consumer_group = %(g)s AND topic = %(t)s AND partition = %(p)s"
         params = {"g": group, "t": topic, "p": partition}
         # the floor is the largest any checkpoint row carries: a stale writer's older checkpoint cannot lower it
@@ -143,18 +147,32 @@ class ClickHouseStore:
             group, topic, partition,
             "SELECT argMax(state, version), max(visitParamExtractUInt(state, 'floor')), count() "
             f"FROM {{table}} WHERE {where} AND key = ''", params, settings={"strings_as_bytes": True})
-        read = self.state_rows_read
-        states = self._state(
-            group, topic, partition,
-            f"SELECT argMax(state, version) FROM {{table}} WHERE {where} AND key != '' "
-            f"AND version >= %(floor)s GROUP BY key HAVING argMax(deleted, version) = 0",
-            {**params, "floor": floor}, settings={"strings_as_bytes": True}, columnar=True)
-        read += self.state_rows_read
         checkpoint = None
         if found:
             last = Checkpoint.decode(raw)
             checkpoint = Checkpoint(last.watermark, last.next_offset, floor)
-        return Restored(checkpoint=checkpoint, states=tuple(states[0]) if states else (), rows_read=read)
+        restored = Restored(checkpoint, (), self.state_rows_read)
+        restored.states = self._stream_states(
+            restored, group, topic, partition,
+            f"SELECT argMax(state, version) FROM {{table}} WHERE {where} AND key != '' "
+            f"AND version >= %(floor)s GROUP BY key HAVING argMax(deleted, version) = 0",
+            {**params, "floor": floor})
+        return restored
+
+    def _stream_states(self, restored: Restored, group: str, topic: str, partition: int, query: str,
+                       params: dict) -> Iterator[bytes]:
+        """The first column of ``query``'s rows as they come (on a cluster from the replica ``ShardReplicas``
+        picks); adds the rows ClickHouse read to ``restored.rows_read`` at the end. Blocks; raises Unavailable."""
+        settings = {"strings_as_bytes": True}
+        if self.replicas is None:
+            client, rows = self.client, self._execute_iter(query.format(table="consumer_state"), params,
+                                                           settings=settings)
+        else:
+            client, rows = self.replicas.stream(self.client, group, topic, partition,
+                                                query.format(table="consumer_state_local"), params, settings=settings)
+        for (state,) in rows:
+            yield state
+        restored.rows_read += client.last_query.progress.rows
 
     def load_tombstones(self, group: str, topic: str, lookups: dict[int, list[str]],
                         floors: dict[int, int]) -> dict[int, dict[str, bytes]]:
@@ -258,13 +276,27 @@ def run(client: Client, query: str, params: object = None, **kwargs: object) -> 
     try:
         return client.execute(query, params, **kwargs)
     except (ClickHouseError, OSError, EOFError) as exc:
-        transient = (isinstance(exc, TRANSPORT_ERRORS)
-                     or isinstance(exc, ServerException) and exc.code in TRANSIENT_CODES)
-        if not transient:
-            raise  # bug: a query or row ClickHouse rejects for good
-        client.disconnect()  # transient: the next call reconnects
-        detail = " ".join(str(exc).split("Stack trace")[0].split())[:300]
-        raise Unavailable(f"{type(exc).__name__}: {detail}", getattr(exc, "code", None)) from None
+        raise _sorted(client, exc) from None
+
+
+def run_iter(client: Client, query: str, params: object = None, **kwargs: object) -> Iterator[tuple]:
+    """``client.execute_iter``: the rows of a SELECT as the server sends them, block by block, failures sorted
+    as ``run`` sorts them (also those met while reading). Blocks."""
+    try:
+        yield from client.execute_iter(query, params, **kwargs)
+    except (ClickHouseError, OSError, EOFError) as exc:
+        raise _sorted(client, exc) from None
+
+
+def _sorted(client: Client, exc: Exception) -> Unavailable:
+    """The Unavailable to raise for a transient failure (the client disconnected); re-raises anything else."""
+    transient = (isinstance(exc, TRANSPORT_ERRORS)
+                 or isinstance(exc, ServerException) and exc.code in TRANSIENT_CODES)
+    if not transient:
+        raise exc  # bug: a query or row ClickHouse rejects for good
+    client.disconnect()  # transient: the next call reconnects
+    detail = " ".join(str(exc).split("Stack trace")[0].split())[:300]
+    return Unavailable(f"{type(exc).__name__}: {detail}", getattr(exc, "code", None))
 
 
 class ShardReplicas:
@@ -284,11 +316,8 @@ class ShardReplicas:
              **kwargs: object) -> tuple[list, int]:
         """Rows of ``query`` (on the local table) from the first replica of the partition's shard that catches
         up, and the rows the server read. Blocks; raises Unavailable when none can."""
-        if not self.slots:
-            self._layout(via)
-        ((h,),) = run(via, "SELECT cityHash64(toString(%(g)s), toString(%(t)s), toUInt32(%(p)s))",
-                      {"g": group, "t": topic, "p": partition})
-        return self._read_caught_up(self.slots[h % len(self.slots)], "consumer_state_local", query, params, kwargs)
+        return self._read_caught_up(self._shard(via, group, topic, partition), "consumer_state_local", query,
+                                    params, kwargs)
 
     def read_every_shard(self, via: Client, table: str, query: str, params: dict) -> list:
         """Rows of ``query`` on ``table`` (a replicated local table) from a caught-up replica of every shard.
@@ -304,15 +333,41 @@ class ShardReplicas:
         failures = []
         for address in replicas:
             try:
-                # 18.16 waits for the sync with no limit of its own: the sync client's socket timeout is the limit
-                run(self._client(address, sync=True),
-                    f"SYSTEM SYNC REPLICA `{self.settings.clickhouse_database}`.{table}")
+                self._sync(address, table)
                 client = self._client(address)
                 rows = run(client, query, params, **kwargs)
                 return rows, client.last_query.progress.rows
             except Unavailable as exc:
                 failures.append(f"{address[0]}:{address[1]}: {exc}")
         raise Unavailable(f"no replica of the shard could catch up to read {table}: " + "; ".join(failures))
+
+    def stream(self, via: Client, group: str, topic: str, partition: int, query: str, params: dict,
+               **kwargs: object) -> tuple[Client, Iterator[tuple]]:
+        """The client of the first replica of the partition's shard that catches up, and ``query``'s rows from it
+        as they come (``run_iter``: a failure while reading them raises Unavailable, and the read is retried
+        whole). Blocks; raises Unavailable when no replica can catch up."""
+        failures = []
+        for address in self._shard(via, group, topic, partition):
+            try:
+                self._sync(address, "consumer_state_local")
+            except Unavailable as exc:
+                failures.append(f"{address[0]}:{address[1]}: {exc}")
+                continue
+            client = self._client(address)
+            return client, run_iter(client, query, params, **kwargs)
+        raise Unavailable("no replica of the shard could catch up to read state: " + "; ".join(failures))
+
+    def _shard(self, via: Client, group: str, topic: str, partition: int) -> list[tuple[str, int]]:
+        """The replicas of the shard that holds the partition's rows. Blocks; raises Unavailable."""
+        if not self.slots:
+            self._layout(via)
+        ((h,),) = run(via, "SELECT cityHash64(toString(%(g)s), toString(%(t)s), toUInt32(%(p)s))",
+                      {"g": group, "t": topic, "p": partition})
+        return self.slots[h % len(self.slots)]
+
+    def _sync(self, address: tuple[str, int], table: str) -> None:
+        # 18.16 waits for the sync with no limit of its own: the sync client's socket timeout is the limit
+        run(self._client(address, sync=True), f"SYSTEM SYNC REPLICA `{self.settings.clickhouse_database}`.{table}")
 
     def _layout(self, via: Client) -> None:
         rows = run(via, "SELECT shard_num, shard_weight, host_name, port FROM system.clusters "

@@ -28,11 +28,12 @@ duplicate deliveries.
 State, replay and retention:
 
 * State entries: one per joined event — ``Change.key`` = ``event_key(account, component, type, event_id)`` (JSON
-  text, the identity of the ``joined_events`` row), holding the row's fields and the offset of the last record
-  applied; ``Change.row`` = the event's new row, ``row_version`` = the record's offset — plus its record digests
-  (8 bytes of blake2b over account and record_id, and the record's start_date) in chunks of ``CHUNK_RECORDS``
-  under ``chunk_key(event key, n)``, so a record rewrites one small chunk, never all digests. A chunk is dropped
-  (``state=None``) once all its records are too late to come again (below), all of them when the event expires.
+  text, the identity of the ``joined_events`` row), holding the row's fields, the offset of the last record
+  applied and the digests of its latest records (8 bytes of blake2b over account and record_id, and the record's
+  start_date; up to ``CHUNK_RECORDS`` of them); ``Change.row`` = the event's new row, ``row_version`` = the
+  record's offset. A full chunk of digests moves out to a state of its own, ``chunk_key(event key, n)``, written
+  once, so a record rewrites at most one chunk's digests, never all of them. Such a chunk is dropped
+  (``state=None``) once all its records are too late to come again (below), and with its event when it expires.
 * A record whose offset is ≤ the last offset applied to any state of the machine is a replay and is ignored
   (this covers "≤ the offset last applied to its key").
 * Retention ``JoinConfig.retention_s`` (default 25 h): a joined event leaves memory (``Change(key, None, None)``)
@@ -41,35 +42,37 @@ State, replay and retention:
   or re-delivery of a record whose event (or digest) is gone. Consequences, by design: a JoinInterval longer than
   the retention cannot reach an evicted event (it starts a new one), and an evicted event's id is unused again (a
   later record naming it starts a new joined event under that id, which replaces the old row).
-* Memory: each live joined event, plus about 100 bytes per record of the last ``retention`` (digest chunk and
-  the set that finds a re-delivery whichever event it went to). ``len(machine)`` = live joined events.
+* Memory (a million windows are held, and restored after a kill -9): a live joined event is one ``bytes``, its
+  persisted state without the identity, in a dict per (account, component, type) under its id (a UUID as an
+  int) — fields are unpacked only for the events a record touches — plus a slot in its group's packed index and
+  two in a timer bucket; a record's digest costs 16 bytes in its event (or chunk) and 8 to 16 in one flat table
+  that finds a re-delivery whichever event it went to. About 300 bytes a window in all (``python -m
+  bench.state_memory``). ``len(machine)`` = live joined events.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import heapq
 import json
 import math
 import struct
 import sys
 import uuid
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from hashlib import blake2b
 from typing import Any
 
-from .keys import dumps, strings_key, uuid5_text
+from .keys import dumps, strings_key, uuid5_int, uuid_text
 from .sessions import Change
 
 __all__ = ["Change", "JOINED_EVENT_NAMESPACE", "JoinConfig", "JoinRecord", "JoinWindows", "JoinedEventRow",
            "chunk_key", "event_key"]
 
 IMPORTANCES = ("Success", "Warning", "Alarm", "Unknown")
+_IMPORTANCE = {name: i for i, name in enumerate(IMPORTANCES)}
 JOINED_EVENT_NAMESPACE = uuid.UUID("5d3c1f4e-2b7a-5e0c-9a41-6f0e8b2d7c13")
-_FORMAT = 1
 MAX_INTERVAL_S = 100 * 366 * 86400  # a longer JoinInterval counts as this much (keeps times in range)
 
 
@@ -138,38 +141,245 @@ def chunk_key(event_key: str, n: int) -> str:
     return f"{event_key}#{n}"
 
 
-# A joined event in memory is one flat list indexed by these (one object per window: a million windows are held).
-# The first STATE_FIELDS are its persisted state; DUE is timer bookkeeping; from CHUNKS on come the digests of its
-# records, three items per chunk — its number n, its bytes, the largest start_date in it — oldest (smallest n)
-# first, each chunk persisted under its own key so that a record rewrites one small chunk rather than every digest.
-# EXTRA (SendEvent's additions) came later: a state written before it ends at LAST and is read with EXTRA = None.
-(ACCOUNT, COMPONENT, TYPE, IMPORTANCE, JOIN_KEY, ID, VERSION, START, END, ACTUAL, COUNT, MESSAGE, RECORDS, CREATED,
- LAST, EXTRA, DUE, CHUNKS) = range(18)
-STATE_FIELDS = DUE
-CHUNK_RECORDS = 64  # records per digest chunk: a record rewrites at most ~1.4 kB of digests
-_SEEN = 16  # bytes per record in a chunk: 8-byte digest of (account, record_id), start_date as little-endian int64
+# An event id in memory: a UUID in canonical text (as derived ids, and as clients mostly send them) as its int
+# (48 bytes, where its text takes 85), anything else as its text — one key per id either way.
+EventId = int | str
 
-# The groups are indexed in two levels — (account, component, type, importance), then join_key — so that a
-# group's entry costs a dict slot, not also a 5-tuple of its own (there are about as many groups as windows).
-_Scope = tuple[str, str, str, str]  # account, component, type, importance
+
+def _id_key(text: str) -> EventId:
+    if len(text) == 36 and text[8] == text[13] == text[18] == text[23] == "-":
+        try:
+            n = int(text.replace("-", ""), 16)
+        except ValueError:
+            return text
+        if 0 <= n < 1 << 128 and _id_text(n) == text:  # int() takes more than hex digits: '_', spaces, a sign
+            return n
+    return text
+
+
+def _id_text(event_id: EventId) -> str:
+    return event_id if event_id.__class__ is str else uuid_text(event_id)
+
+
+# A joined event in memory is its *value*: this header, its version, message and extras (JSON) as UTF-8, then the
+# digests of its last chunk, 16 bytes a record — digest, start_date (little-endian int64). Lengths of version and
+# extras are stored + 1 (0: None); a message and a version fit 16 bits (rules.py: 8000 and 255 characters). The
+# persisted state is the value behind the event's identity (_encode), so a restore slices it out of the row and
+# builds nothing else per field. (With a one-character message and one digest a value is 90 bytes: as a bytes
+# object 123, in pymalloc's 128-byte size class.)
+_HDR = struct.Struct("<qqqqqIqqIBHHI")
+(JOIN_KEY, START, END, ACTUAL, COUNT, RECORDS, CREATED, LAST, CHUNK, IMPORTANCE, VERSION_LEN, MESSAGE_LEN,
+ EXTRA_LEN) = range(13)
+_HDR_SIZE = _HDR.size
+CHUNK_RECORDS = 64  # records per digest chunk: a record rewrites at most ~1 kB of digests
+_SEEN = 16  # bytes per record in a chunk
+_FORMAT = 2  # first byte of a persisted state (1: the JSON documents before issue 16's second round)
+_EVENT, _CHUNK = 0, 1  # its second byte
+_FRAME = struct.Struct("<BBH")  # format, kind, length of the scope's JSON text; then that text
+_ID = struct.Struct("<H")  # length of the event id; then the id, then the value (event) or _CHUNK_NO + digests
+_UUID_ID = 2  # in the kind: the id is a UUID's 16 bytes (see _id_key), not its text
+_CHUNK_NO = struct.Struct("<I")
+# Expiry is kept in buckets of 2**_BUCKET_BITS ms of due time (an event costs two list slots, not a heap entry of
+# its own); the buckets the watermark has reached are spread into a heap, a few events at a time.
+_BUCKET_BITS = 16
+
+
+class _Scope:
+    """The live joined events of one (account, component, type): by id, and their groups' latest."""
+
+    __slots__ = ("account", "component", "type", "frame", "events", "groups", "older")
+
+    def __init__(self, account: str, component: str, type_: str) -> None:
+        intern = sys.intern  # the same ids in every scope of an account, and in the restore's frames
+        self.account, self.component, self.type = intern(account), intern(component), intern(type_)
+        self.frame = strings_key(self.account, self.component, self.type).encode("utf-8", "surrogatepass")
+        self.events: dict[EventId, bytes] = {}
+        self.groups = _Groups(self.events)
+        # an event's full chunks, oldest first, as (n, digests, largest start_date) triples; few events have any
+        self.older: dict[str, list[Any]] | None = None
+
+    def key(self, event_id: EventId) -> str:
+        return event_key(self.account, self.component, self.type, _id_text(event_id))
 
 
 class _Members:
     """The live joined events of a group of two or more, with the latest one (overall and per version) at hand.
-    A group of one (nearly all of them) is held as that event's key alone: it is its own latest."""
+    A group of one (nearly all of them) is held as that event's id alone: it is its own latest."""
 
-    __slots__ = ("keys", "latest", "latest_by_version")
+    __slots__ = ("group", "ids", "latest", "latest_by_version")
 
-    def __init__(self, key: str, version: str | None) -> None:
-        self.keys: dict[str, None] = {key: None}  # an ordered set
-        self.latest: str = key
-        self.latest_by_version: dict[str, str] | None = None if version is None else {version: key}  # lazily
+    def __init__(self, group: int, event_id: EventId, version: str | None) -> None:
+        self.group = group
+        self.ids: dict[EventId, None] = {event_id: None}  # an ordered set
+        self.latest: EventId = event_id
+        self.latest_by_version: dict[str, EventId] | None = None if version is None else {version: event_id}  # lazily
 
 
-def _latest(members: str | _Members, version: str | None, events: dict[str, list[Any]]) -> str | None:
+class _Groups:
+    """The groups of one scope, by ``join_key * 4 + importance``: each one's id (a group of one) or ``_Members``.
+    A packed table — open addressing over a 64-bit hash of the group, linear probing, deletion by backward shift —
+    of about 30 bytes a group, where a dict costs about 80 (its slot and an int object per group); a slot's group
+    is read back from its event, so a false match of the hash is told apart."""
+
+    __slots__ = ("_events", "_hashes", "_entries", "_shift", "_n")
+
+    def __init__(self, events: dict[EventId, bytes]) -> None:
+        self._events = events
+        self._hashes = array("Q", bytes(8 * 4))
+        self._entries: list[EventId | _Members | None] = [None] * 4
+        self._shift = 62  # a slot is the hash's top bits (a multiplicative hash's best ones)
+        self._n = 0
+
+    def get(self, group: int) -> EventId | _Members | None:
+        i, _, found = self._find(group)
+        return self._entries[i] if found else None
+
+    def setdefault(self, group: int, entry: EventId) -> EventId | _Members:
+        """The group's entry; ``entry`` put there first when the group has none."""
+        i, h, found = self._find(group)
+        if found:
+            return self._entries[i]
+        self._hashes[i], self._entries[i] = h, entry
+        self._n += 1
+        if 10 * self._n > 7 * len(self._hashes):
+            self._grow()
+        return entry
+
+    def put(self, group: int, entry: EventId | _Members) -> None:
+        i, h, found = self._find(group)
+        self._entries[i] = entry
+        if not found:
+            self._hashes[i] = h
+            self._n += 1
+            if 10 * self._n > 7 * len(self._hashes):
+                self._grow()
+
+    def pop(self, group: int) -> None:
+        """Remove a group that is there."""
+        _vacate(self._hashes, self._find(group)[0], self._shift, self._entries)
+        self._n -= 1
+
+    def _find(self, group: int) -> tuple[int, int, bool]:
+        """``(slot, hash, found)``: the group's slot, or the free slot where it would go."""
+        h = (group * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF or 1  # 0 marks a free slot
+        hashes, entries, events = self._hashes, self._entries, self._events
+        mask = len(hashes) - 1
+        i = h >> self._shift
+        while True:
+            s = hashes[i]
+            if not s:
+                return i, h, False
+            if s == h:
+                entry = entries[i]
+                if entry.__class__ is not _Members:
+                    join_key, importance = _GROUP.unpack_from(events[entry])
+                    if join_key * 4 + importance == group:
+                        return i, h, True
+                elif entry.group == group:
+                    return i, h, True
+            i = (i + 1) & mask
+
+    def _grow(self) -> None:
+        old_hashes, old_entries = self._hashes, self._entries
+        size = 2 * len(old_hashes)
+        hashes = self._hashes = array("Q", bytes(8 * size))
+        entries = self._entries = [None] * size
+        self._shift -= 1
+        mask, shift = size - 1, self._shift
+        for s, entry in zip(old_hashes, old_entries):
+            if s:
+                i = s >> shift
+                while hashes[i]:
+                    i = (i + 1) & mask
+                hashes[i], entries[i] = s, entry
+
+
+class _Digests:
+    """A set of 64-bit digests in one flat array (open addressing, linear probing, deletion by backward shift):
+    8 to 16 bytes a digest, where a set of ``bytes`` costs about 100. Digest 0 marks a free slot, so it is a flag."""
+
+    __slots__ = ("_slots", "_shift", "_n", "_zero")
+
+    def __init__(self) -> None:
+        self._slots = array("Q", bytes(8 * 1024))
+        self._shift = 54  # a slot is the digest's top bits (a digest is uniformly distributed already)
+        self._n = 0
+        self._zero = False
+
+    def __contains__(self, d: int) -> bool:
+        return self._probe(d)[1] if d else self._zero
+
+    def add(self, d: int) -> None:
+        if not d:
+            self._zero = True
+            return
+        i, found = self._probe(d)
+        if not found:
+            self._slots[i] = d
+            self._n += 1
+            if 2 * self._n > len(self._slots):
+                self._grow()
+
+    def discard(self, d: int) -> None:
+        if not d:
+            self._zero = False
+            return
+        i, found = self._probe(d)
+        if found:
+            _vacate(self._slots, i, self._shift)
+            self._n -= 1
+
+    def _probe(self, d: int) -> tuple[int, bool]:
+        """``d``'s slot and whether it is there (if not, the free slot where it would go)."""
+        slots = self._slots
+        mask = len(slots) - 1
+        i = d >> self._shift
+        while True:
+            s = slots[i]
+            if s == d:
+                return i, True
+            if not s:
+                return i, False
+            i = (i + 1) & mask
+
+    def _grow(self) -> None:
+        old = self._slots
+        slots = self._slots = array("Q", bytes(16 * len(old)))
+        self._shift -= 1
+        mask, shift = len(slots) - 1, self._shift
+        for s in old:
+            if s:
+                i = s >> shift
+                while slots[i]:
+                    i = (i + 1) & mask
+                slots[i] = s
+
+
+def _vacate(slots: array, i: int, shift: int, entries: list[Any] | None = None) -> None:
+    """Free slot ``i`` of a linear-probing table (``entries``: its values, beside) whose keys' home slots are
+    their top bits (``>> shift``): each later key of the run that could no longer be found from its home slot
+    moves back into the gap (deletion by backward shift, no tombstones)."""
+    mask = len(slots) - 1
+    j = i
+    while True:
+        j = (j + 1) & mask
+        s = slots[j]
+        if not s:
+            break
+        if (j - (s >> shift)) & mask >= (j - i) & mask:
+            slots[i] = s
+            if entries is not None:
+                entries[i] = entries[j]
+            i = j
+    slots[i] = 0
+    if entries is not None:
+        entries[i] = None
+
+
+def _latest(members: EventId | _Members, version: str | None, scope: _Scope) -> EventId | None:
     """The group's latest event (overall, or of ``version``)."""
-    if members.__class__ is str:
-        return members if version is None or events[members][VERSION] == version else None
+    if members.__class__ is not _Members:
+        return members if version is None or _version(scope.events[members]) == version else None
     if version is None:
         return members.latest
     return None if members.latest_by_version is None else members.latest_by_version.get(version)
@@ -179,86 +389,144 @@ def _digest(account_id: str, record_id: str) -> bytes:
     return blake2b(f"{account_id}\x1f{record_id}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
 
 
-def _order(ev: list[Any]) -> tuple[int, int]:
-    return ev[END], ev[CREATED]
+def _order(value: bytes) -> tuple[int, int]:
+    return _ORDER.unpack_from(value, 16)
+
+
+_ORDER = struct.Struct("<q20xq")  # END and CREATED of a header, from byte 16
+_GROUP = struct.Struct("<q56xB")  # JOIN_KEY and IMPORTANCE of a header
+
+
+def _version(value: bytes) -> str | None:
+    h = _HDR.unpack_from(value)
+    n = h[VERSION_LEN]
+    return None if not n else value[_HDR_SIZE:_HDR_SIZE + n - 1].decode("utf-8", "surrogatepass")
+
+
+def _tail(h: tuple[int, ...]) -> int:
+    """Where a value's digests begin."""
+    return _HDR_SIZE + (h[VERSION_LEN] or 1) - 1 + h[MESSAGE_LEN] + (h[EXTRA_LEN] or 1) - 1
+
+
+def _due(h: tuple[int, ...], retention: int) -> int:
+    return max(h[END], h[ACTUAL]) + retention
 
 
 class JoinWindows:
     """Joins the records of one partition into ``joined_events`` rows. Pure and single-threaded; never blocks."""
 
-    __slots__ = ("_cfg", "_ret", "_w", "_high", "_events", "_groups", "_seen", "_heap", "dropped_late")
+    __slots__ = ("_cfg", "_ret", "_w", "_high", "_scopes", "_live", "_seen", "_buckets", "_bucket_heap", "_soon",
+                 "_ticks", "dropped_late")
 
     def __init__(self, config: JoinConfig = JoinConfig(), watermark: int = 0, states: Iterable[bytes] = ()) -> None:
-        """Restore from a watermark (ms) and the bytes of every persisted state. Raises ValueError on corrupt state."""
+        """Restore from a watermark (ms) and the bytes of every persisted state, in any order, read once. Raises
+        ValueError on corrupt state or on state of an older format."""
         self._cfg = config
         self._ret = config.retention_s * 1000
         self._w = watermark
         self._high = -1  # the largest offset applied to any state: anything at or below it is a replay
-        self._events: dict[str, list[Any]] = {}
-        self._groups: dict[_Scope, dict[int, str | _Members]] = {}
-        self._seen: set[bytes] = set()  # digests of the records held in chunks, all events together
-        self._heap: list[tuple[int, str]] = []
+        self._scopes: dict[tuple[str, str, str], _Scope] = {}
+        self._live = 0
+        self._seen = _Digests()  # digests of the records held in chunks, all events together
+        self._buckets: dict[int, list[Any]] = {}  # due >> _BUCKET_BITS -> [scope, id, scope, id, ...]
+        self._bucket_heap: list[int] = []
+        self._soon: list[tuple[int, int, _Scope, str]] = []  # (due, tick, scope, id) of the buckets reached
+        self._ticks = 0
         self.dropped_late = 0  # records too late to join (see module docstring); a metric for the shell
-        # Restore (a million windows after a kill -9, before the partition is consumed again): no per-key work that
-        # can be done in bulk — each blob decoded once, the chunks' digests and starts unpacked in C, the expiry
-        # heap made in one heapify, and the repeated strings interned, as a window made by a record has them.
-        events = self._events
-        chunks: list[tuple[str, int, bytes]] = []
-        high = -1
+        # A restore: a million windows after a kill -9, before the partition is consumed again. ``states`` is read
+        # once, as it comes (a worker streams it from ClickHouse, never holding all of it beside the machine); per
+        # state one frame read and one slice — the value is what the machine holds — then its indexes.
+        frames: dict[bytes, _Scope] = {}  # a scope's frame (its JSON text) -> the scope
+        chunks: list[tuple[_Scope, str, int, bytes, int]] = []
+        high, ret, seen, unpack, events_seen = self._high, self._ret, self._seen, _HDR.unpack_from, 0
+        buckets, heap, reached = self._buckets, self._bucket_heap, self._w >> _BUCKET_BITS
         for blob in states:
-            key, decoded = _decode(blob)
-            if decoded.__class__ is list:
-                events[key] = decoded
-                if decoded[LAST] > high:
-                    high = decoded[LAST]
+            try:
+                fmt, kind, n = _FRAME.unpack_from(blob)
+                if fmt != _FORMAT:
+                    raise _format_error(blob, fmt)
+                frame = blob[4:4 + n]
+                scope = frames.get(frame) or self._scope_of(frame, frames)
+                (m,) = _ID.unpack_from(blob, 4 + n)
+                at = 6 + n + m
+                event_id = int.from_bytes(blob[6 + n:at], "big") if kind & _UUID_ID else \
+                    blob[6 + n:at].decode("utf-8", "surrogatepass")
+                value = blob[at:]
+                if kind & _UUID_ID:
+                    kind = kind & ~_UUID_ID if m == 16 else -1
+                if kind == _CHUNK and at <= len(blob):
+                    chunks.append((scope, event_id, *_decode_chunk(value)))  # once its event is in
+                    continue
+                h = unpack(value)
+                tail = _HDR_SIZE - 2 + (h[VERSION_LEN] or 1) + h[MESSAGE_LEN] + (h[EXTRA_LEN] or 1)  # _tail(h)
+            except (struct.error, UnicodeDecodeError) as exc:  # invalid input: corrupt persisted state
+                raise ValueError(f"corrupt join state: {exc}") from None
+            if kind != _EVENT or h[IMPORTANCE] > 3 or len(value) < tail or (len(value) - tail) % _SEEN \
+                    or at > len(blob) or event_id in scope.events:
+                raise ValueError(f"corrupt join state: malformed or repeated state of {scope.key(event_id)}")
+            scope.events[event_id] = value
+            events_seen += 1
+            if h[LAST] > high:
+                high = h[LAST]
+            for i in range(tail, len(value), _SEEN):
+                seen.add(int.from_bytes(value[i:i + 8], "little"))
+            if scope.groups.setdefault(h[JOIN_KEY] * 4 + h[IMPORTANCE], event_id) is not event_id:
+                self._admit(scope, event_id, value, h)  # a group of more than one: nearly all are of one
+            due = max(h[END], h[ACTUAL]) + ret  # _schedule, inlined
+            bucket = due >> _BUCKET_BITS
+            if bucket <= reached:
+                self._schedule(scope, event_id, due)
+            elif (entries := buckets.get(bucket)) is None:
+                buckets[bucket] = [scope, event_id]
+                heapq.heappush(heap, bucket)
             else:
-                chunks.append((key, *decoded))
-        self._high = high
-        chunks.sort(key=_second)  # by chunk number, stable: a window's chunks go in oldest first
-        seen = self._seen
-        for key, n, digests in chunks:
-            ev = events.get(key)
-            if ev is None:
-                raise ValueError(f"join state: digest chunk {n} of {key} without its event")
-            fields = _unpacker(len(digests) // _SEEN).unpack(digests)  # digest, start, digest, start, ...
-            seen.update(fields[0::2])
-            if len(ev) == CHUNKS:
-                events[key] = ev + [n, digests, max(fields[1::2])]  # allocated at its size
-            else:
-                ev += (n, digests, max(fields[1::2]))
-        intern, ret, heap = sys.intern, self._ret, self._heap
-        for key, ev in events.items():
-            ev[ACCOUNT], ev[COMPONENT], ev[TYPE] = intern(ev[ACCOUNT]), intern(ev[COMPONENT]), intern(ev[TYPE])
-            if ev[IMPORTANCE].__class__ is str:
-                ev[IMPORTANCE] = intern(ev[IMPORTANCE])
-            if ev[VERSION].__class__ is str:
-                ev[VERSION] = intern(ev[VERSION])
-            if ev[END] == ev[START] and ev[END].__class__ is ev[START].__class__:
-                ev[END] = ev[START]  # one int object, as a window made by a record has
-            if ev[LAST] == ev[CREATED] and ev[LAST].__class__ is ev[CREATED].__class__:
-                ev[LAST] = ev[CREATED]
-            ev[DUE] = due = max(ev[END], ev[ACTUAL]) + ret
-            heap.append((due, key))
-            self._admit(key, ev)
-        heapq.heapify(heap)
+                entries += (scope, event_id)
+        self._high, self._live = high, self._live + events_seen
+        chunks.sort(key=_third)  # by chunk number: an event's chunks go in oldest first
+        for scope, event_id, n, digests, latest in chunks:
+            if event_id not in scope.events:
+                raise ValueError(f"corrupt join state: digest chunk {n} of {scope.key(event_id)} without its event")
+            if scope.older is None:
+                scope.older = {}
+            scope.older.setdefault(event_id, []).extend((n, digests, latest))
+            for i in range(0, len(digests), _SEEN):
+                seen.add(int.from_bytes(digests[i:i + 8], "little"))
+
+    def _scope_of(self, frame: bytes, frames: dict[bytes, _Scope]) -> _Scope:
+        """The scope of a frame met for the first time in a restore. Raises ValueError on a malformed one."""
+        try:
+            account, component, type_ = json.loads(frame)
+            if not all(isinstance(x, str) for x in (account, component, type_)):
+                raise TypeError("not three strings")
+        except (TypeError, ValueError) as exc:  # invalid input: corrupt persisted state
+            raise ValueError(f"corrupt join state: scope {frame!r}: {exc}") from None
+        scope = self._scopes.get((account, component, type_))
+        if scope is None:
+            scope = self._scopes[(account, component, type_)] = _Scope(account, component, type_)
+        frames[frame] = scope
+        return scope
 
     @property
     def watermark(self) -> int:
         return self._w
 
     def __len__(self) -> int:
-        return len(self._events)
+        return self._live
 
     def snapshot(self) -> Iterator[tuple[str, bytes]]:
         """Every live state key with its serialized state (what a full persist would write)."""
-        for key, ev in self._events.items():
-            yield key, _encode(ev)
-            for i in range(CHUNKS, len(ev), 3):
-                yield chunk_key(key, ev[i]), _encode_chunk(ev, ev[i], ev[i + 1])
+        for scope in self._scopes.values():
+            for event_id, value in scope.events.items():
+                key = scope.key(event_id)
+                yield key, _encode(scope, event_id, value)
+                older = None if scope.older is None else scope.older.get(event_id)
+                for i in range(0, len(older or ()), 3):
+                    yield chunk_key(key, older[i]), _encode_chunk(scope, event_id, older[i], older[i + 1])
 
     def rows(self) -> list[JoinedEventRow]:
         """Current rows of every joined event in memory (row_version 0). For tests and debugging."""
-        return [_row(ev, 0) for ev in self._events.values()]
+        return [_row(scope, event_id, value, _HDR.unpack_from(value), 0)
+                for scope in self._scopes.values() for event_id, value in scope.events.items()]
 
     # --- the one entry point -----------------------------------------------------------------------------------
     def process(self, event: JoinRecord, offset: int) -> list[Change[JoinedEventRow]]:
@@ -280,228 +548,274 @@ class JoinWindows:
             self.dropped_late += 1
         else:
             digest = _digest(r.account_id, r.record_id)
-            if digest not in self._seen:
-                key, ev = self._join(r, offset)
-                changes[key] = Change(key, _row(ev, offset), _encode(ev))  # an id evicted just now: new state wins
-                self._remember(key, ev, digest, r.start_date, w, changes)
+            if int.from_bytes(digest, "little") not in self._seen:
+                self._join(r, offset, digest, w, changes)
                 self._high = offset
         return [changes[k] for k in sorted(changes)]
 
     # --- internals ---------------------------------------------------------------------------------------------
-    def _join(self, r: JoinRecord, offset: int) -> tuple[str, list[Any]]:
+    def _join(self, r: JoinRecord, offset: int, digest: bytes, w: int,
+              changes: dict[str, Change[JoinedEventRow]]) -> None:
         interval = round(min(r.join_interval, MAX_INTERVAL_S) * 1000)
-        target_key = None
-        if r.event_id is not None:
-            named = event_key(r.account_id, r.component_id, r.type_id, r.event_id)
-            if named in self._events and _joinable(self._events[named], r, interval):
-                target_key = named
-        scope = self._groups.get((r.account_id, r.component_id, r.type_id, r.importance))
-        members = None if scope is None else scope.get(r.join_key)
-        if target_key is None and members is not None and r.join_interval != 0:
-            latest = _latest(members, r.version, self._events)
-            if latest is not None and _joinable(self._events[latest], r, interval):
-                target_key = latest
-        if target_key is not None:
-            ev = self._events[target_key]
-            ev[COUNT] += r.count
-            ev[END] = max(ev[END], r.start_date)
-            ev[ACTUAL] = r.start_date + interval
-            ev[MESSAGE] = r.message
-            ev[RECORDS] += 1
-            ev[LAST] = offset
-            if r.extras is not None:
-                ev[EXTRA] = r.extras
-            self._admit(target_key, ev)
-            if max(ev[END], ev[ACTUAL]) + self._ret < ev[DUE]:  # expiry moved earlier (a shorter interval)
-                self._schedule(target_key, ev)
-            return target_key, ev
-        event_id = r.event_id
-        if event_id is None or event_key(r.account_id, r.component_id, r.type_id, event_id) in self._events:
-            base = uuid5_text(JOINED_EVENT_NAMESPACE, r.record_id)
-            event_id, n = base, 0
-            while event_key(r.account_id, r.component_id, r.type_id, event_id) in self._events:
-                n += 1
-                event_id = f"{base}#{n}"
-        key = event_key(r.account_id, r.component_id, r.type_id, event_id)
-        # the ids, importance and version repeat across windows: one string object each (sys.intern: freed with
-        # the last window holding it), not one per decoded record
-        intern = sys.intern
-        ev = [intern(r.account_id), intern(r.component_id), intern(r.type_id), intern(r.importance), r.join_key,
-              event_id, None if r.version is None else intern(r.version), r.start_date, r.start_date,
-              r.start_date + interval, r.count, r.message, 1, offset, offset, r.extras, 0, 0, b"", r.start_date]
-        # (its first chunk, empty, is made with it: _remember fills it, and the list is allocated once)
-        self._events[key] = ev
-        self._admit(key, ev)
-        self._schedule(key, ev)
-        return key, ev
+        importance = _IMPORTANCE[r.importance]
+        scope = self._scopes.get((r.account_id, r.component_id, r.type_id))
+        if scope is None:
+            scope = self._scopes[(r.account_id, r.component_id, r.type_id)] = _Scope(
+                r.account_id, r.component_id, r.type_id)
+        events = scope.events
+        target = h = None
+        named = None if r.event_id is None else _id_key(r.event_id)
+        if named is not None and named in events:
+            h = _HDR.unpack_from(events[named])
+            if _joinable(h, events[named], r, importance, interval):
+                target = named
+        if target is None and r.join_interval != 0:
+            members = scope.groups.get(r.join_key * 4 + importance)
+            latest = None if members is None else _latest(members, r.version, scope)
+            if latest is not None:
+                h = _HDR.unpack_from(events[latest])
+                if _joinable(h, events[latest], r, importance, interval):
+                    target = latest
+        seen_digest = digest + r.start_date.to_bytes(8, "little", signed=True)
+        message = r.message.encode("utf-8", "surrogatepass")
+        if target is not None:
+            old = events[target]
+            at = _HDR_SIZE + (h[VERSION_LEN] or 1) - 1
+            version = old[_HDR_SIZE:at]
+            tail = at + h[MESSAGE_LEN] + (h[EXTRA_LEN] or 1) - 1
+            if r.extras is None:
+                extras, extras_len = old[at + h[MESSAGE_LEN]:tail], h[EXTRA_LEN]
+            else:
+                extras = dumps(r.extras).encode("utf-8", "surrogatepass")
+                extras_len = len(extras) + 1
+            digests, n = old[tail:], h[CHUNK]
+            key = scope.key(target)
+            if len(digests) >= CHUNK_RECORDS * _SEEN:  # full: it moves out, written once under its own key
+                digests, n = self._retire(scope, target, key, n, digests, changes), n + 1
+            self._drop_old_chunks(scope, target, key, w, changes)
+            end = h[END] if h[END] >= r.start_date else r.start_date
+            value = b"".join((
+                _HDR.pack(h[JOIN_KEY], h[START], end, r.start_date + interval, h[COUNT] + r.count, h[RECORDS] + 1,
+                          h[CREATED], offset, n, h[IMPORTANCE], h[VERSION_LEN], len(message), extras_len),
+                version, message, extras, digests, seen_digest))
+            events[target] = value
+            nh = _HDR.unpack_from(value)
+            self._admit(scope, target, value, nh)
+            due = _due(nh, self._ret)
+            if due < _due(h, self._ret):  # expiry moved earlier (a shorter interval): the old entry is too late
+                self._schedule(scope, target, due)
+            event_id = target
+        else:
+            event_id = named
+            if event_id is None or event_id in events:
+                base = event_id = uuid5_int(JOINED_EVENT_NAMESPACE, r.record_id)
+                k = 0
+                while event_id in events:
+                    k += 1
+                    event_id = f"{_id_text(base)}#{k}"
+            version = b"" if r.version is None else r.version.encode("utf-8", "surrogatepass")
+            extras = b"" if r.extras is None else dumps(r.extras).encode("utf-8", "surrogatepass")
+            value = b"".join((
+                _HDR.pack(r.join_key, r.start_date, r.start_date, r.start_date + interval, r.count, 1, offset, offset,
+                          0, importance, 0 if r.version is None else len(version) + 1, len(message),
+                          0 if r.extras is None else len(extras) + 1),
+                version, message, extras, seen_digest))
+            events[event_id] = value
+            self._live += 1
+            nh = _HDR.unpack_from(value)
+            self._admit(scope, event_id, value, nh)
+            self._schedule(scope, event_id, _due(nh, self._ret))
+            key = scope.key(event_id)
+        self._seen.add(int.from_bytes(digest, "little"))
+        changes[key] = Change(key, _row(scope, event_id, value, nh, offset), _encode(scope, event_id, value))
 
-    def _remember(self, key: str, ev: list[Any], digest: bytes, start: int, w: int,
-                  changes: dict[str, Change[JoinedEventRow]]) -> None:
-        """Record the digest in the event's last chunk; drop its oldest chunks once all of them are too late."""
-        self._seen.add(digest)
-        i, end = CHUNKS, len(ev)
-        while i < end and ev[i + 2] + self._ret <= w:  # oldest first; a chunk kept a little longer because of a
-            self._forget(ev[i + 1])                    # later one costs nothing
-            changes[chunk_key(key, ev[i])] = Change(chunk_key(key, ev[i]), None, None)
+    def _retire(self, scope: _Scope, event_id: EventId, key: str, n: int, digests: bytes,
+                changes: dict[str, Change[JoinedEventRow]]) -> bytes:
+        """Move an event's full last chunk out of its value; returns the digests its value keeps (none)."""
+        if scope.older is None:
+            scope.older = {}
+        starts = _unpacker.unpack(digests)[1::2]
+        scope.older.setdefault(event_id, []).extend((n, digests, max(starts)))
+        changes[chunk_key(key, n)] = Change(chunk_key(key, n), None, _encode_chunk(scope, event_id, n, digests))
+        return b""
+
+    def _drop_old_chunks(self, scope: _Scope, event_id: EventId, key: str, w: int,
+                         changes: dict[str, Change[JoinedEventRow]]) -> None:
+        """Drop an event's oldest full chunks once all their records are too late (a chunk kept a little longer
+        because of a later one costs nothing)."""
+        older = None if scope.older is None else scope.older.get(event_id)
+        if older is None:
+            return
+        i = 0
+        while i < len(older) and older[i + 2] + self._ret <= w:
+            self._forget(older[i + 1])
+            changes[chunk_key(key, older[i])] = Change(chunk_key(key, older[i]), None, None)
             i += 3
-        if i > CHUNKS:
-            del ev[CHUNKS:i]
-        if len(ev) == CHUNKS:  # none left: numbering starts again at 0
-            ev += (0, b"", start)
-        elif len(ev[-2]) >= CHUNK_RECORDS * _SEEN:
-            ev += (ev[-3] + 1, b"", start)
-        n = ev[-3]
-        ev[-2] += digest + start.to_bytes(8, "little", signed=True)
-        if start > ev[-1]:
-            ev[-1] = start
-        changes[chunk_key(key, n)] = Change(chunk_key(key, n), None, _encode_chunk(ev, n, ev[-2]))
+        if i == len(older):
+            del scope.older[event_id]
+        elif i:
+            del older[:i]
 
     def _forget(self, digests: bytes) -> None:
         for i in range(0, len(digests), _SEEN):
-            self._seen.discard(digests[i:i + 8])
+            self._seen.discard(int.from_bytes(digests[i:i + 8], "little"))
 
-    def _admit(self, key: str, ev: list[Any]) -> None:
+    def _admit(self, scope: _Scope, event_id: EventId, value: bytes, h: tuple[int, ...]) -> None:
         """Index a new or extended event in its group (its end_time only grows, so it can only become latest)."""
-        scope = self._groups.get((ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[IMPORTANCE]))
-        if scope is None:
-            scope = self._groups[(ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[IMPORTANCE])] = {}
-        join_key = ev[JOIN_KEY]
-        members = scope.get(join_key)
-        if members is None:
-            scope[join_key] = key  # a group of one
-            return
-        if members.__class__ is str:
-            if members == key:
-                return  # still the only one, so still the latest
-            members = scope[join_key] = _Members(members, self._events[members][VERSION])
-        members.keys[key] = None
-        if _order(self._events[members.latest]) <= _order(ev):
-            members.latest = key
-        version = ev[VERSION]
+        group = h[JOIN_KEY] * 4 + h[IMPORTANCE]
+        members = scope.groups.setdefault(group, event_id)  # a new group: of one
+        events = scope.events
+        if members.__class__ is not _Members:
+            if members == event_id:
+                return  # the only one, so the latest
+            members = _Members(group, members, _version(events[members]))
+            scope.groups.put(group, members)
+        members.ids[event_id] = None
+        order = _order(value)
+        if _order(events[members.latest]) <= order:
+            members.latest = event_id
+        version = _version(value)
         if version is not None:
             by_version = members.latest_by_version
             if by_version is None:
                 by_version = members.latest_by_version = {}
             current = by_version.get(version)
-            if current is None or _order(self._events[current]) <= _order(ev):
-                by_version[version] = key
+            if current is None or _order(events[current]) <= order:
+                by_version[version] = event_id
 
-    def _evict(self, key: str, changes: dict[str, Change[JoinedEventRow]]) -> None:
-        ev = self._events.pop(key)
+    def _evict(self, scope: _Scope, event_id: EventId, changes: dict[str, Change[JoinedEventRow]]) -> None:
+        events = scope.events
+        value = events[event_id]
+        h = _HDR.unpack_from(value)
+        key = scope.key(event_id)
         changes[key] = Change(key, None, None)
-        for i in range(CHUNKS, len(ev), 3):
-            self._forget(ev[i + 1])
-            changes[chunk_key(key, ev[i])] = Change(chunk_key(key, ev[i]), None, None)
-        outer: _Scope = (ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[IMPORTANCE])
-        scope, join_key = self._groups[outer], ev[JOIN_KEY]
-        members = scope[join_key]
-        if members.__class__ is str:  # it was the only one
-            del scope[join_key]
-            if not scope:
-                del self._groups[outer]
+        self._forget(value[_tail(h):])
+        older = None if scope.older is None else scope.older.pop(event_id, None)
+        for i in range(0, len(older or ()), 3):
+            self._forget(older[i + 1])
+            changes[chunk_key(key, older[i])] = Change(chunk_key(key, older[i]), None, None)
+        self._leave_group(scope, event_id, value, h[JOIN_KEY] * 4 + h[IMPORTANCE])
+        del events[event_id]
+        self._live -= 1
+        if not events:
+            del self._scopes[(scope.account, scope.component, scope.type)]
+
+    def _leave_group(self, scope: _Scope, event_id: EventId, value: bytes, group: int) -> None:
+        """Take an event out of its group's index (while it is still among the scope's events)."""
+        events = scope.events
+        members = scope.groups.get(group)
+        if members.__class__ is not _Members:  # it was the only one
+            scope.groups.pop(group)
             return
-        del members.keys[key]
-        if len(members.keys) == 1:  # a group of one again: its key alone
-            scope[join_key] = next(iter(members.keys))
+        del members.ids[event_id]
+        if len(members.ids) == 1:  # a group of one again: its id alone
+            scope.groups.put(group, next(iter(members.ids)))
             return
-        if members.latest == key:
-            members.latest = max(members.keys, key=lambda k: _order(self._events[k]))
-        version = ev[VERSION]
+        if members.latest == event_id:
+            members.latest = max(members.ids, key=lambda k: _order(events[k]))
+        version = _version(value)
         by_version = members.latest_by_version
-        if version is not None and by_version is not None and by_version.get(version) == key:
-            same = [k for k in members.keys if self._events[k][VERSION] == version]
+        if version is not None and by_version is not None and by_version.get(version) == event_id:
+            same = [k for k in members.ids if _version(events[k]) == version]
             if same:
-                by_version[version] = max(same, key=lambda k: _order(self._events[k]))
+                by_version[version] = max(same, key=lambda k: _order(events[k]))
             else:
                 del by_version[version]
 
-    def _schedule(self, key: str, ev: list[Any]) -> None:
-        ev[DUE] = max(ev[END], ev[ACTUAL]) + self._ret
-        heapq.heappush(self._heap, (ev[DUE], key))
+    def _schedule(self, scope: _Scope, event_id: EventId, due: int) -> None:
+        bucket = due >> _BUCKET_BITS
+        if bucket <= self._w >> _BUCKET_BITS:  # reached: exactly, in the heap
+            self._ticks += 1
+            heapq.heappush(self._soon, (due, self._ticks, scope, event_id))
+            return
+        entries = self._buckets.get(bucket)
+        if entries is None:
+            self._buckets[bucket] = [scope, event_id]
+            heapq.heappush(self._bucket_heap, bucket)
+        else:
+            entries += (scope, event_id)
 
     def _fire(self, w: int, changes: dict[str, Change[JoinedEventRow]]) -> None:
-        heap, events = self._heap, self._events
-        while heap and heap[0][0] <= w:
-            due, key = heapq.heappop(heap)
-            ev = events.get(key)
-            if ev is None or ev[DUE] != due:
-                continue  # stale entry
-            if max(ev[END], ev[ACTUAL]) + self._ret <= w:
-                self._evict(key, changes)
+        """Evict every event due at ``w``. An entry may be stale (the event extended, gone, or its id reused):
+        the event's own fields decide."""
+        ret, buckets, heap, soon = self._ret, self._buckets, self._bucket_heap, self._soon
+        while heap and heap[0] <= w >> _BUCKET_BITS:
+            entries = buckets.pop(heapq.heappop(heap))
+            for i in range(0, len(entries), 2):
+                scope, event_id = entries[i], entries[i + 1]
+                value = scope.events.get(event_id)
+                if value is not None:
+                    self._schedule(scope, event_id, _due(_HDR.unpack_from(value), ret))
+        while soon and soon[0][0] <= w:
+            _, _, scope, event_id = heapq.heappop(soon)
+            value = scope.events.get(event_id)
+            if value is None:
+                continue
+            due = _due(_HDR.unpack_from(value), ret)
+            if due <= w:
+                self._evict(scope, event_id, changes)
             else:  # extended since it was scheduled
-                self._schedule(key, ev)
+                self._schedule(scope, event_id, due)
 
 
-def _joinable(ev: list[Any], r: JoinRecord, interval: int) -> bool:
-    if (ev[IMPORTANCE], ev[JOIN_KEY]) != (r.importance, r.join_key):
+def _joinable(h: tuple[int, ...], value: bytes, r: JoinRecord, importance: int, interval: int) -> bool:
+    if h[IMPORTANCE] != importance or h[JOIN_KEY] != r.join_key:
         return False
-    if ev[VERSION] is not None and r.version is not None and ev[VERSION] != r.version:
+    if h[VERSION_LEN] and r.version is not None and _version(value) != r.version:
         return False
-    return r.join_interval != 0 and ev[END] + 1000 + interval >= r.start_date
+    return r.join_interval != 0 and h[END] + 1000 + interval >= r.start_date
 
 
-def _row(ev: list[Any], version: int) -> JoinedEventRow:
-    return JoinedEventRow(ev[ACCOUNT], ev[ID], ev[COMPONENT], ev[TYPE], ev[JOIN_KEY], ev[IMPORTANCE], ev[START],
-                          ev[END], ev[ACTUAL], ev[COUNT], ev[MESSAGE], ev[VERSION], ev[RECORDS], version, ev[EXTRA])
+def _row(scope: _Scope, event_id: EventId, value: bytes, h: tuple[int, ...], version: int) -> JoinedEventRow:
+    at = _HDR_SIZE + (h[VERSION_LEN] or 1) - 1
+    message_end = at + h[MESSAGE_LEN]
+    return JoinedEventRow(
+        scope.account, _id_text(event_id), scope.component, scope.type, h[JOIN_KEY], IMPORTANCES[h[IMPORTANCE]], h[START],
+        h[END], h[ACTUAL], h[COUNT], value[at:message_end].decode("utf-8", "surrogatepass"),
+        value[_HDR_SIZE:at].decode("utf-8", "surrogatepass") if h[VERSION_LEN] else None, h[RECORDS], version,
+        json.loads(value[message_end:message_end + h[EXTRA_LEN] - 1]) if h[EXTRA_LEN] else None)
 
 
-def _second(item: tuple[Any, ...]) -> Any:
-    return item[1]
+def _third(item: tuple[Any, ...]) -> Any:
+    return item[2]
 
 
-@lru_cache(maxsize=256)
-def _unpacker(records: int) -> struct.Struct:
-    """Reads a digest chunk of ``records`` records as digest (8 bytes), start_date (little-endian int64), ..."""
-    return struct.Struct("<" + "8sq" * records)
+_unpacker = struct.Struct("<" + "8sq" * CHUNK_RECORDS)  # a full chunk: digest, start_date, ...
 
 
-def _encode(ev: list[Any]) -> bytes:
-    return dumps({"v": _FORMAT, "e": ev[:STATE_FIELDS]}).encode()
+def _encode(scope: _Scope, event_id: EventId, value: bytes) -> bytes:
+    if event_id.__class__ is str:
+        kind, raw = _EVENT, event_id.encode("utf-8", "surrogatepass")
+    else:
+        kind, raw = _EVENT | _UUID_ID, event_id.to_bytes(16, "big")
+    return b"".join((_FRAME.pack(_FORMAT, kind, len(scope.frame)), scope.frame, _ID.pack(len(raw)), raw, value))
 
 
-def _encode_chunk(ev: list[Any], n: int, digests: bytes) -> bytes:
-    doc = {"v": _FORMAT, "c": [ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[ID], n],
-           "d": base64.b64encode(digests).decode("ascii")}
-    return dumps(doc).encode()
+def _encode_chunk(scope: _Scope, event_id: EventId, n: int, digests: bytes) -> bytes:
+    if event_id.__class__ is str:
+        kind, raw = _CHUNK, event_id.encode("utf-8", "surrogatepass")
+    else:
+        kind, raw = _CHUNK | _UUID_ID, event_id.to_bytes(16, "big")
+    return b"".join((_FRAME.pack(_FORMAT, kind, len(scope.frame)), scope.frame, _ID.pack(len(raw)), raw,
+                     _CHUNK_NO.pack(n), digests))
 
 
-def _decode(blob: bytes) -> tuple[str, list[Any] | tuple[int, bytes]]:
-    """``(event key, event)`` or ``(event key, (chunk number, digests))``. Raises ValueError on corrupt state."""
+def _format_error(blob: bytes, fmt: int) -> ValueError:
+    if blob[:1] == b"{":
+        return ValueError(
+            "consumer_state holds joins state of format 1 (JSON, written before issue 16's second round), which "
+            "this version does not read: run the previous version until no joined event is open, or delete the "
+            "joins group's rows from consumer_state and replay its topic from the beginning")
+    return ValueError(f"corrupt join state: unknown format {fmt}")
+
+
+def _decode_chunk(rest: bytes) -> tuple[int, bytes, int]:
+    """``(n, digests, largest start_date)`` of a chunk state's part after its frame. Raises ValueError."""
     try:
-        text = bytes(blob).decode("utf-8")
-        try:  # the scanner alone: what json.loads does for a document without surrounding whitespace
-            doc, end = _scan(text, 0)
-        except StopIteration:
-            end = -1
-        if end != len(text):
-            doc = json.loads(text)  # anything else (and its error) exactly as json.loads has it
-        # as strings_key: a document without a backslash has no string that JSON escapes
-        plain = "\\" not in text
-        if doc["v"] != _FORMAT:
-            raise ValueError(f"unknown join state format {doc['v']}")
-        if "c" in doc:
-            account, component, type_, event_id, n = doc["c"]
-            digests = binascii.a2b_base64(doc["d"], strict_mode=True)  # base64.b64decode(..., validate=True)
-            if not digests or len(digests) % _SEEN or not isinstance(n, int):
-                raise ValueError("malformed digest chunk")
-            return _key(account, component, type_, event_id, plain), (n, digests)
-        ev = list(doc["e"])
-        if len(ev) == EXTRA:  # written before EXTRA existed
-            ev.append(None)
-        ev.append(0)
-        if len(ev) != CHUNKS:
-            raise ValueError("malformed joined event state")
-        return _key(ev[ACCOUNT], ev[COMPONENT], ev[TYPE], ev[ID], plain), ev
-    except (KeyError, TypeError, ValueError) as exc:  # invalid input: corrupt persisted state
-        raise ValueError(f"corrupt join state: {exc}") from exc
-
-
-_scan = json.JSONDecoder().scan_once
-
-
-def _key(account_id: str, component_id: str, type_id: str, event_id: str, plain: bool) -> str:
-    """``event_key`` of strings decoded from a state; ``plain``: that state had no JSON escape (then none of them
-    needs one, and the key is assembled directly)."""
-    if plain:
-        return '["' + '","'.join((account_id, component_id, type_id, event_id)) + '"]'
-    return event_key(account_id, component_id, type_id, event_id)
+        (n,) = _CHUNK_NO.unpack_from(rest)
+    except struct.error as exc:
+        raise ValueError(f"corrupt join state: {exc}") from None
+    digests = rest[_CHUNK_NO.size:]
+    if len(digests) != CHUNK_RECORDS * _SEEN:
+        raise ValueError("corrupt join state: malformed digest chunk")
+    return n, digests, max(_unpacker.unpack(digests)[1::2])

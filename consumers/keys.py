@@ -36,13 +36,18 @@ def split_key(key: str) -> list[str]:
     return json.loads(key)
 
 
-def uuid5_text(namespace: UUID, name: str) -> str:
-    """``str(uuid.uuid5(namespace, name))``, without building UUID objects."""
+def uuid5_int(namespace: UUID, name: str) -> int:
+    """``uuid.uuid5(namespace, name).int``, without building UUID objects."""
     h = bytearray(sha1(namespace.bytes + name.encode("utf-8")).digest()[:16])
     h[6] = (h[6] & 0x0F) | 0x50  # version 5
     h[8] = (h[8] & 0x3F) | 0x80  # RFC 4122 variant
-    x = h.hex()
+    return int.from_bytes(h, "big")
+
+
+def uuid_text(value: int) -> str:
+    """``str(uuid.UUID(int=value))``."""
+    x = value.to_bytes(16, "big").hex()
     return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
-__all__ = ["dumps", "split_key", "strings_key", "uuid5_text"]
+__all__ = ["dumps", "split_key", "strings_key", "uuid5_int", "uuid_text"]

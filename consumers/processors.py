@@ -214,7 +214,8 @@ class Stateful(NoLookups):
     def __init__(self) -> None:
         self.machines: dict[int, Any] = {}
 
-    def new_machine(self, watermark: int, states: tuple[bytes, ...]) -> Any:
+    def new_machine(self, watermark: int, states: Iterable[bytes]) -> Any:
+        """The partition's machine, restored from ``states`` (read once, as they come)."""
         raise NotImplementedError
 
     def assign(self, partition: int, restored: Restored) -> None:
@@ -227,7 +228,7 @@ class Stateful(NoLookups):
         gc.collect()
         gc.disable()
         try:
-            self.machines[partition] = self.new_machine(watermark, restored.states)
+            self.machines[partition] = self.new_machine(watermark, iter(restored))
         finally:
             if enabled:
                 gc.enable()
@@ -282,7 +283,7 @@ class SessionsWorker(Stateful):
                                     late_horizon_s=settings.session_late_horizon_s)
         self.decoded: dict[tuple[int, int], SessionEvent | Outcome] = {}  # prepare() -> handle(), one poll
 
-    def new_machine(self, watermark: int, states: tuple[bytes, ...]) -> SessionPairer:
+    def new_machine(self, watermark: int, states: Iterable[bytes]) -> SessionPairer:
         return SessionPairer(self.config, watermark, states)
 
     def prepare(self, messages: list[Message]) -> dict[int, list[str]]:
@@ -354,7 +355,7 @@ class JoinsWorker(Stateful):
         self.max_future_s = settings.max_future_s
         self.config = JoinConfig()
 
-    def new_machine(self, watermark: int, states: tuple[bytes, ...]) -> JoinWindows:
+    def new_machine(self, watermark: int, states: Iterable[bytes]) -> JoinWindows:
         return JoinWindows(self.config, watermark, states)
 
     def handle(self, message: Message) -> Outcome:

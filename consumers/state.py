@@ -72,6 +72,7 @@ TTL, no manual deletes) and on the topic's offsets never starting over under the
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Callable
 
@@ -98,14 +99,24 @@ class Checkpoint:
                    floor=int(data.get("floor", 0)))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Restored:
-    """What ``consumer_state`` holds for one partition: live states and the checkpoint (None: never written),
-    and how many rows ClickHouse read to find them (what compaction keeps flat)."""
+    """What ``consumer_state`` holds for one partition: the checkpoint (None: never written) and the live states.
+
+    ``states`` may be readable once: ``load_state`` streams them from ClickHouse block by block, so that a restore
+    never holds all of a partition's states beside the machine it builds from them. Read them through ``iter``:
+    ``count`` (states read) and ``rows_read`` (rows ClickHouse read to find them, what compaction keeps flat)
+    are final once they have all been read."""
 
     checkpoint: Checkpoint | None
-    states: tuple[bytes, ...]
+    states: Iterable[bytes]
     rows_read: int = 0
+    count: int = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for state in self.states:
+            self.count += 1
+            yield state
 
 
 @dataclass(frozen=True, slots=True)

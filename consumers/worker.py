@@ -332,20 +332,21 @@ class Worker:
                 # librdkafka refuses a seek while a just-assigned partition's fetcher is still starting (after
                 # a broker restart, say): transient like the rest — the partition stays paused until it works
                 self.source.seek(p, offset)
+                self.processor.assign(p, restored)  # reads the states as ClickHouse sends them
             except Unavailable as exc:
+                self.processor.revoke(p)  # a machine half restored, if the states stopped coming
                 metrics.FAILURES.labels(self.name, "restore").inc()
                 self.restore_retry_at = self.clock.time() + self.restore_backoff.next_delay()
                 log.warning("restoring state failed; retrying", extra={"partition": p, "error": str(exc)})
                 return
-            self.processor.assign(p, restored)
             self.floors[p] = restored.checkpoint.floor if restored.checkpoint else 0
-            self.garbage[p] = max(0, restored.rows_read - len(restored.states))  # rows read to no purpose
-            self.live[p] = len(restored.states)
+            self.garbage[p] = max(0, restored.rows_read - restored.count)  # rows read to no purpose
+            self.live[p] = restored.count
             self.positions[p] = offset or 0
             self.unrestored.discard(p)
             if not self.paused:
                 self.source.resume([p])
-            log.info("partition restored", extra={"partition": p, "offset": offset, "keys": len(restored.states),
+            log.info("partition restored", extra={"partition": p, "offset": offset, "keys": restored.count,
                                                   "rows_read": restored.rows_read,
                                                   "watermark": restored.checkpoint.watermark
                                                   if restored.checkpoint else 0})

@@ -55,7 +55,7 @@ def test_a_state_read_never_returns_an_older_state_than_was_written(cluster_sett
     holders = [n for n in cluster.NODES if plain_read(s, n)]
     assert holders[0].shard == holders[1].shard, holders
     # the store finds the same shard the Distributed table chose (it computes it from the sharding key)
-    assert store.load_state(GROUP, TOPIC, PARTITION).states == (b"v1",)
+    assert tuple(store.load_state(GROUP, TOPIC, PARTITION)) == (b"v1",)
     # the store tries the shard's first replica first: make that one the lagging one, and write through the other
     # (a Distributed insert prefers the local replica)
     lagging, writer = holders
@@ -67,7 +67,7 @@ def test_a_state_read_never_returns_an_older_state_than_was_written(cluster_sett
         write(writes, b"v2", 2)  # one replica is enough for a write (EVENTPIPE_CLICKHOUSE_STATE_QUORUM=1)
         assert plain_read(s, lagging) == [b"v1"] and plain_read(s, writer)[0] == b"v2"  # the hazard
         # the store's read: the lagging replica cannot catch up in time, the other one can — the newest state
-        assert store.load_state(GROUP, TOPIC, PARTITION).states == (b"v2",)
+        assert tuple(store.load_state(GROUP, TOPIC, PARTITION)) == (b"v2",)
         assert plain_read(s, lagging) == [b"v1"]  # it was not read from the lagging one
         # the replica with the only copy of v2 away as well: the read fails (retried) — never v1
         writes.close()
@@ -82,7 +82,7 @@ def test_a_state_read_never_returns_an_older_state_than_was_written(cluster_sett
         if procs.running_pid(writer_svc) is None:
             procs.start(writer_svc)
     wait_until(lambda: plain_read(s, lagging)[:1] == [b"v2"], 60, "the lagging replica fetched v2")
-    assert store.load_state(GROUP, TOPIC, PARTITION).states == (b"v2",)
+    assert tuple(store.load_state(GROUP, TOPIC, PARTITION)) == (b"v2",)
     store.close()
 
 
@@ -103,7 +103,7 @@ def test_a_state_write_needs_one_replica_and_the_store_can_ask_for_two(cluster_s
         write(ClickHouseStore(node_settings(s, holders[1])), b"w3", 12)  # the default: one replica is enough
     finally:
         lagging_client.execute("SYSTEM START FETCHES consumer_state_local")
-    assert store.load_state(GROUP, TOPIC, PARTITION).states == (b"w3",)
+    assert tuple(store.load_state(GROUP, TOPIC, PARTITION)) == (b"w3",)
 
 
 def test_compaction_deletes_below_the_floor_on_both_replicas_while_a_node_elsewhere_is_away(
@@ -143,7 +143,7 @@ def test_compaction_deletes_below_the_floor_on_both_replicas_while_a_node_elsewh
         through = ClickHouseStore(node_settings(s, node))
         restored = through.load_state(GROUP, TOPIC, p)
         through.close()
-        assert sorted(restored.states) == sorted(state for _, state in live), node
+        assert sorted(restored) == sorted(state for _, state in live), node
         assert restored.checkpoint == Checkpoint(7, 2001, 2000), node
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field, replace
 
@@ -10,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumers.joins import (JOINED_EVENT_NAMESPACE, Change, JoinConfig, JoinedEventRow, JoinRecord, JoinWindows,
-                             chunk_key, event_key)
+                             _HDR, _Digests, _Groups, _id_key, _id_text, chunk_key,
+                             event_key)
 
 CFG = JoinConfig(retention_s=3600)
 S = 1000  # one second in ms
@@ -66,7 +68,7 @@ def test_seed_record_and_its_extension_make_one_joined_event_with_the_summed_cou
     seed = rec(0, "E1", interval=600, count=2, message="first")
     ext = rec(500, "E1", interval=600, count=3, message="second")
     _, changes = run([seed, ext])
-    assert [c.key for c in changes] == [KEY, chunk_key(KEY, 0)] * 2 and all(c.state for c in changes)
+    assert [c.key for c in changes] == [KEY] * 2 and all(c.state for c in changes)  # digests ride in its state
     changes = rowed(changes)
     assert changes[-1].row == JoinedEventRow("acc", "E1", "comp", "type", 0, "Alarm", 0, 500 * S, 1100 * S, 5,
                                              "second", None, 2, 1)
@@ -241,8 +243,7 @@ def test_a_shorter_interval_brings_expiry_forward() -> None:
 def test_an_expired_id_named_again_starts_a_new_event_under_it() -> None:
     m, _ = run([rec(0, "E1", interval=0)])
     changes = m.process(rec(3600, "E1", interval=0), 1)  # E1 expires, then the record starts E1 anew
-    assert [(c.key, c.row and c.row.start_time, c.state is None) for c in changes] == [
-        (KEY, 3600 * S, False), (chunk_key(KEY, 0), None, False)]
+    assert [(c.key, c.row and c.row.start_time, c.state is None) for c in changes] == [(KEY, 3600 * S, False)]
 
 
 def test_records_older_than_retention_are_dropped() -> None:
@@ -261,7 +262,8 @@ def test_digest_chunks_roll_over_and_expire() -> None:
             else:
                 persisted[c.key] = c.state
     assert m.rows()[0].records == 1000 and persisted == dict(m.snapshot())
-    assert set(persisted) == {KEY, chunk_key(KEY, 14), chunk_key(KEY, 15)}  # records 896..999; older: too late
+    # records 896..959 in the full chunk 14, 960..999 in the event's own state; older chunks: too late
+    assert set(persisted) == {KEY, chunk_key(KEY, 14)}
     assert m.process(rec(999, "E1", interval=60, record_id="r-dup"), 1000)[0].row.records == 1001
     assert m.process(rec(999, "E1", interval=60, record_id="r-dup"), 1001) == []
 
@@ -305,30 +307,79 @@ def test_corrupt_state_is_rejected(blob: bytes) -> None:
         JoinWindows(CFG, 0, [blob])
 
 
-def test_a_state_written_before_extras_restores_with_none() -> None:
+def test_state_of_the_json_format_is_refused_with_what_to_do() -> None:
     old = b'{"v":1,"e":["acc","comp","type","Alarm",0,"E1",null,0,0,600000,1,"m",1,0,0]}'
-    chunk = JoinWindows(CFG)
-    digests = [s for k, s in run([rec(0, "E1")], chunk)[0].snapshot() if k != KEY]
-    m = JoinWindows(CFG, 0, [old, *digests])
-    assert m.rows() == [JoinedEventRow("acc", "E1", "comp", "type", 0, "Alarm", 0, 0, 600000, 1, "m", None, 1, 0)]
+    with pytest.raises(ValueError, match="consumer_state holds joins state of format 1.*replay"):
+        JoinWindows(CFG, 0, [old])
 
 
 # --- memory (issue 16): how a window is held, not what it does ---------------------------------------------------
-def test_windows_share_the_repeated_strings_made_by_records_and_by_a_restore() -> None:
-    def fresh(text: str) -> str:
-        return "".join(list(text))  # equal, but a string object of its own (as a decoded record has)
+def test_a_window_is_held_as_its_persisted_state_without_its_identity() -> None:
+    m, _ = run([rec(0, "E1", version="1.0"), rec(1, "E1"), rec(2, None, join_key=3, interval=0)])
+    restored = JoinWindows(CFG, m.watermark, [s for _, s in m.snapshot()])
+    for machine in (m, restored):
+        (scope,) = machine._scopes.values()  # the ids of (account, component, type) once, not per window
+        assert {type(v) for v in scope.events.values()} == {bytes}
+        assert all(state.endswith(scope.events[_id_key(json.loads(key)[3])]) for key, state in machine.snapshot())
+    assert dict(restored.snapshot()) == dict(m.snapshot())
 
-    m = JoinWindows(CFG)
-    for i in range(3):
-        m.process(JoinRecord(fresh("acc"), f"r{i}", None, fresh("comp"), fresh("type"), i, i * S, 60.0,
-                             fresh("Alarm"), 1, "m", fresh("1.0")), i)
-    copy = JoinWindows(CFG, m.watermark, [s for _, s in m.snapshot()])
-    for machine in (m, copy):
-        windows = list(machine._events.values())
-        assert len(windows) == 3
-        for field in range(7):
-            if field not in (4, 5):  # join_key and id differ
-                assert len({id(w[field]) for w in windows}) == 1, field
+
+def test_a_restore_reads_its_states_once_as_they_come() -> None:
+    m, _ = run([rec(i, None, join_key=i % 7, interval=2) for i in range(200)] + [rec(i, "E1") for i in range(150)])
+    streamed = JoinWindows(CFG, m.watermark, (s for _, s in m.snapshot()))
+    assert dict(streamed.snapshot()) == dict(m.snapshot()) and len(streamed) == len(m)
+    tail = [rec(300, None, join_key=3, interval=600), rec(5000, None)]
+    assert run(tail, streamed, 200)[1] == run(tail, m, 200)[1]
+
+
+@pytest.mark.parametrize("text, as_int", [
+    ("5d3c1f4e-2b7a-5e0c-9a41-6f0e8b2d7c13", True), ("5D3C1F4E-2B7A-5E0C-9A41-6F0E8B2D7C13", False),
+    ("5d3c1f4e-2b7a-5e0c-9a41-6f0e8b2d7c1_", False), ("+d3c1f4e-2b7a-5e0c-9a41-6f0e8b2d7c13", False),
+    ("{5d3c1f4e-2b7a-5e0c-9a41-6f0e8b2d7c1}", False), ("E1", False), ("5d3c1f4e-2b7a-5e0c-9a41-6f0e8b2d7c13#1", False)])
+def test_an_id_is_held_as_an_int_only_when_it_is_a_uuid_in_canonical_text(text: str, as_int: bool) -> None:
+    assert isinstance(_id_key(text), int) == as_int and _id_text(_id_key(text)) == text
+
+
+def test_a_record_naming_a_derived_id_finds_that_event() -> None:
+    m, changes = run([rec(0, None)])
+    derived_id = changes[0].row.event_id
+    m, changes = run([rec(1, derived_id, count=2)], m, 1)
+    assert [(c.row.event_id, c.row.count) for c in rowed(changes)] == [(derived_id, 3)]
+    m, changes = run([rec(2, derived_id.upper(), interval=0)], m, 2)  # another id: a new event under it
+    assert [c.row.event_id for c in rowed(changes)] == [derived_id.upper()]
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(-3, 60), st.sampled_from([0, 3, 2**40, -2**63, 2**63 - 1]),
+                          st.integers(0, 3)), max_size=300))
+def test_the_group_index_is_a_dict(ops: list[tuple[bool, int, int, int, int]]) -> None:
+    events: dict[str, bytes] = {}
+    table, expected = _Groups(events), {}
+    for put, small, big, importance in ops:
+        join_key = small + big if -2**63 <= small + big < 2**63 else small
+        group = join_key * 4 + importance
+        if put:
+            event_id = f"e{group}"
+            events[event_id] = _HDR.pack(join_key, 0, 0, 0, 1, 1, 0, 0, 0, importance, 0, 0, 0)
+            table.put(group, event_id)
+            expected[group] = event_id
+        elif group in expected:
+            table.pop(group)
+            del events[expected.pop(group)]
+        assert all(table.get(g) == v for g, v in expected.items()) and table.get(group) == expected.get(group)
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 40)), max_size=300))
+def test_the_digest_table_is_a_set(ops: list[tuple[bool, int]]) -> None:
+    table, expected = _Digests(), set()
+    for add, small in ops:  # few distinct values, all in a few slots: long runs, wrap-around, shifts back
+        d = 0 if small == 0 else ((1020 + small % 6) % 1024 << 54) + small + (2**53 if small % 3 == 0 else 0)
+        (table.add if add else table.discard)(d)
+        (expected.add if add else expected.discard)(d)
+        assert all((v in table) == (v in expected) for v in {d, *expected})
+    spread = [(d * 0x9E3779B97F4A7C15) % 2**64 for d in range(1, 3000)]  # as digests are
+    for d in spread:  # grows past its first size
+        table.add(d)
+    assert all(d in table for d in spread) and all(v in table for v in expected)
 
 
 def test_a_group_shrunk_to_one_event_and_grown_again_keeps_finding_the_latest() -> None:

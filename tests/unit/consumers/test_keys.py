@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumers.joins import JOINED_EVENT_NAMESPACE
-from consumers.keys import dumps, split_key, strings_key, uuid5_text
+from consumers.keys import dumps, split_key, strings_key, uuid5_int, uuid_text
 
 # ids as clients send them, and anything else text can hold (quotes, backslashes, controls, lone surrogates)
 PART = st.text(alphabet=st.characters(codec="utf-8"), max_size=20) | st.text(max_size=20) | st.sampled_from(
@@ -30,5 +30,6 @@ def test_dumps_is_json_dumps(value: object) -> None:
 
 
 @given(st.text(alphabet=st.characters(codec="utf-8")))
-def test_uuid5_text_is_uuid5(name: str) -> None:
-    assert uuid5_text(JOINED_EVENT_NAMESPACE, name) == str(uuid.uuid5(JOINED_EVENT_NAMESPACE, name))
+def test_uuid5_int_is_uuid5_and_uuid_text_its_text(name: str) -> None:
+    expected = uuid.uuid5(JOINED_EVENT_NAMESPACE, name)
+    assert uuid5_int(JOINED_EVENT_NAMESPACE, name) == expected.int and uuid_text(expected.int) == str(expected)
