@@ -176,20 +176,11 @@ class ClickHouseStore:
 
     def load_tombstones(self, group: str, topic: str, lookups: dict[int, list[str]],
                         floors: dict[int, int]) -> dict[int, dict[str, bytes]]:
-        """The tombstones of evicted keys, per partition and key: the latest row (at or above the partition's
-        compaction floor) of each key in ``lookups`` when it is a delete that kept its state. One query per
-        partition (a primary-key range each). Blocks; raises Unavailable."""
-        found: dict[int, dict[str, bytes]] = {}
-        for partition, keys in lookups.items():
-            rows = self._state(
-                group, topic, partition,
-                "SELECT key, argMax(state, version) AS s FROM {table} "
-                "WHERE consumer_group = %(g)s AND topic = %(t)s AND partition = %(p)s AND key IN %(keys)s "
-                "AND version >= %(floor)s GROUP BY key HAVING argMax(deleted, version) = 1 AND s != ''",
-                {"g": group, "t": topic, "p": partition, "keys": tuple(keys), "floor": floors.get(partition, 0)},
-                settings={"strings_as_bytes": True})
-            found[partition] = {key.decode("utf-8", "surrogatepass"): state for key, state in rows}
-        return found
+        """The tombstones of evicted keys, per partition and key: of each key in ``lookups``, its tombstone if it
+        has one (``_tombstones``). One query per partition (a primary-key range each). Blocks; raises
+        Unavailable."""
+        return {partition: dict(self._tombstones(group, topic, partition, floors.get(partition, 0), keys))
+                for partition, keys in lookups.items()}
 
     def seen_at_or_below(self, history: History, lookups: dict[int, list[str]],
                          floors: dict[int, int]) -> dict[int, list[str]]:
@@ -217,12 +208,20 @@ class ClickHouseStore:
     def all_tombstones(self, group: str, topic: str, partition: int, floor: int) -> list[tuple[str, bytes]]:
         """Every ``(key, tombstone)`` of one partition at or above ``floor`` (what a compaction must consider
         keeping). Blocks; raises Unavailable."""
+        return self._tombstones(group, topic, partition, floor)
+
+    def _tombstones(self, group: str, topic: str, partition: int, floor: int,
+                    keys: list[str] | None = None) -> list[tuple[str, bytes]]:
+        """``(key, tombstone)`` of the partition's keys (or of ``keys``) whose latest row at or above ``floor`` is
+        a delete that kept its state. Blocks; raises Unavailable."""
         rows = self._state(
             group, topic, partition,
             "SELECT key, argMax(state, version) AS s FROM {table} "
-            "WHERE consumer_group = %(g)s AND topic = %(t)s AND partition = %(p)s AND key != '' "
-            "AND version >= %(floor)s GROUP BY key HAVING argMax(deleted, version) = 1 AND s != ''",
-            {"g": group, "t": topic, "p": partition, "floor": floor}, settings={"strings_as_bytes": True})
+            "WHERE consumer_group = %(g)s AND topic = %(t)s AND partition = %(p)s "
+            + ("AND key IN %(keys)s " if keys is not None else "AND key != '' ")
+            + "AND version >= %(floor)s GROUP BY key HAVING argMax(deleted, version) = 1 AND s != ''",
+            {"g": group, "t": topic, "p": partition, "floor": floor, "keys": tuple(keys or ())},
+            settings={"strings_as_bytes": True})
         return [(key.decode("utf-8", "surrogatepass"), state) for key, state in rows]
 
     def compact(self, group: str, topic: str, partition: int, live: Iterable[tuple[str, bytes]],

@@ -239,20 +239,23 @@ class _Groups:
         i, h, found = self._find(group)
         if found:
             return self._entries[i]
-        self._hashes[i], self._entries[i] = h, entry
-        self._n += 1
-        if 10 * self._n > 7 * len(self._hashes):
-            self._grow()
+        self._add(i, h, entry)
         return entry
 
     def put(self, group: int, entry: EventId | _Members) -> None:
         i, h, found = self._find(group)
-        self._entries[i] = entry
-        if not found:
-            self._hashes[i] = h
-            self._n += 1
-            if 10 * self._n > 7 * len(self._hashes):
-                self._grow()
+        if found:
+            self._entries[i] = entry
+        else:
+            self._add(i, h, entry)
+
+    def _add(self, i: int, h: int, entry: EventId | _Members) -> None:
+        """Fill the free slot ``i`` that ``_find`` gave for hash ``h``."""
+        self._hashes[i], self._entries[i] = h, entry
+        self._n += 1
+        if 10 * self._n > 7 * len(self._hashes):
+            self._shift -= 1
+            self._hashes, self._entries = _rehash(self._hashes, self._shift, self._entries)
 
     def pop(self, group: int) -> None:
         """Remove a group that is there."""
@@ -279,20 +282,6 @@ class _Groups:
                     return i, h, True
             i = (i + 1) & mask
 
-    def _grow(self) -> None:
-        old_hashes, old_entries = self._hashes, self._entries
-        size = 2 * len(old_hashes)
-        hashes = self._hashes = array("Q", bytes(8 * size))
-        entries = self._entries = [None] * size
-        self._shift -= 1
-        mask, shift = size - 1, self._shift
-        for s, entry in zip(old_hashes, old_entries):
-            if s:
-                i = s >> shift
-                while hashes[i]:
-                    i = (i + 1) & mask
-                hashes[i], entries[i] = s, entry
-
 
 class _Digests:
     """A set of 64-bit digests in one flat array (open addressing, linear probing, deletion by backward shift):
@@ -318,7 +307,8 @@ class _Digests:
             self._slots[i] = d
             self._n += 1
             if 2 * self._n > len(self._slots):
-                self._grow()
+                self._shift -= 1
+                self._slots = _rehash(self._slots, self._shift)[0]
 
     def discard(self, d: int) -> None:
         if not d:
@@ -342,17 +332,24 @@ class _Digests:
                 return i, False
             i = (i + 1) & mask
 
-    def _grow(self) -> None:
-        old = self._slots
-        slots = self._slots = array("Q", bytes(16 * len(old)))
-        self._shift -= 1
-        mask, shift = len(slots) - 1, self._shift
-        for s in old:
-            if s:
-                i = s >> shift
-                while slots[i]:
-                    i = (i + 1) & mask
-                slots[i] = s
+
+
+def _rehash(old: array, shift: int, old_entries: list[Any] | None = None) -> tuple[array, list[Any] | None]:
+    """A linear-probing table (``old_entries``: its values, beside) twice the size of ``old``, its keys' home slots
+    their top bits (``>> shift``)."""
+    size = 2 * len(old)
+    slots = array("Q", bytes(8 * size))
+    entries: list[Any] | None = None if old_entries is None else [None] * size
+    mask = size - 1
+    for n, s in enumerate(old):
+        if s:
+            i = s >> shift
+            while slots[i]:
+                i = (i + 1) & mask
+            slots[i] = s
+            if entries is not None:
+                entries[i] = old_entries[n]
+    return slots, entries
 
 
 def _vacate(slots: array, i: int, shift: int, entries: list[Any] | None = None) -> None:

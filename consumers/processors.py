@@ -263,6 +263,12 @@ class Stateful(NoLookups):
             changes=[StateChange(c.key, c.state, c.tombstone) for c in changes])
 
 
+def session_identity(key: str) -> tuple[str, str, str]:
+    """The ``sessions`` sorting key (account_id, type, session) of a ``state_key``."""
+    account_id, session, type_ = split_key(key)
+    return account_id, type_, session
+
+
 class SessionsWorker(Stateful):
     """PREFIX.events → ``sessions`` through ``SessionPairer`` (SPEC §3.1)."""
 
@@ -271,7 +277,7 @@ class SessionsWorker(Stateful):
     columns = ("account_id", "type", "session", "status", "start_time", "end_time", "duration_s", "update_count",
                "row_version")
     # every evicted session had a row (visible by then: SessionPairer's retention outlasts the orphan grace)
-    history = History(table, ("account_id", "type", "session"), "row_version", lambda key: session_identity(key))
+    history = History(table, ("account_id", "type", "session"), "row_version", session_identity)
 
     def __init__(self, settings: Settings) -> None:
         super().__init__()
@@ -324,12 +330,6 @@ class SessionsWorker(Stateful):
     def handle(self, message: Message) -> Outcome:
         item = self.decoded.pop((message.partition, message.offset), None) or self.decode(message)
         return item if isinstance(item, Outcome) else self.apply(message, item, session_row)
-
-
-def session_identity(key: str) -> tuple[str, str, str]:
-    """The ``sessions`` sorting key (account_id, type, session) of a ``state_key``."""
-    account_id, session, type_ = split_key(key)
-    return account_id, type_, session
 
 
 def session_row(row: Any) -> tuple[str, tuple]:

@@ -126,9 +126,8 @@ class Worker:
             found = self.store.load_tombstones(self.group, proc.topic, lookups, self.floors)
             # a key without a tombstone in a compacted partition may have had one that compaction dropped
             # (forgettable): its output row, written at or below the floor, tells (see Compaction in state.py)
-            unfound = {p: [k for k in keys if k not in found.get(p, {})] for p, keys in lookups.items()
-                       if self.floors.get(p)} if proc.history is not None else {}
-            unfound = {p: keys for p, keys in unfound.items() if keys}
+            unfound = {p: missing for p, keys in lookups.items() if proc.history and self.floors.get(p)
+                       and (missing := [k for k in keys if k not in found[p]])}
             forgotten = self.store.seen_at_or_below(proc.history, unfound, self.floors) if unfound else {}
         except Unavailable as exc:
             first: dict[int, int] = {}
@@ -139,7 +138,7 @@ class Worker:
             self.write_failed("lookup", exc)
             return False
         for partition, keys in lookups.items():
-            proc.recall(partition, keys, list(found.get(partition, {}).values()), forgotten.get(partition, []))
+            proc.recall(partition, keys, list(found[partition].values()), forgotten.get(partition, []))
         metrics.LOOKUPS.labels(self.name).inc(sum(map(len, lookups.values())))
         return True
 
