@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import gc
 import logging
-import os
 import socket
 import sys
 
@@ -73,9 +72,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.setup(args.worker, settings.log_level)
 
-    # clickhouse-driver builds a table of every date 1900..2299 both ways when imported (26 MB of RSS in each
-    # worker); lazily it builds the few dates a worker meets. Its variable's spelling is the library's.
-    os.environ.setdefault("CLICKHOUSE_DRIVER_LASY_DATE_LUT", "1970-01-01:1970-01-01")
     # imported here so `--help` works without the I/O libraries
     from .clickhouse_io import ClickHouseStore
     from .kafka_io import dead_letters

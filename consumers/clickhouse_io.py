@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Iterable, Iterator, Sequence
 
+import eventpipe  # noqa: F401  (first: it makes clickhouse-driver's date table lazy)
 from clickhouse_driver import Client
 from clickhouse_driver.errors import Error as ClickHouseError
 from clickhouse_driver.errors import (NetworkError, PartiallyConsumedQueryError, ServerException,

@@ -1,6 +1,13 @@
 """bench.state_memory attributes an open key's memory to where it is allocated (issue 16's profile), and guards it."""
 
+import os
+import subprocess
+import sys
+
+import pytest
+
 from bench.state_memory import per_key
+from eventpipe.settings import REPO_ROOT
 
 
 def test_a_join_window_costs_about_300_bytes_and_is_profiled_by_site() -> None:
@@ -16,3 +23,13 @@ def test_a_join_window_costs_about_300_bytes_and_is_profiled_by_site() -> None:
 def test_a_session_costs_about_210_bytes() -> None:
     (total, _), *sites = per_key("sessions", 2_000, 3)
     assert 150 < total < 250 and any("consumers/sessions.py" in site for _, site in sites)  # 212 B at 2 000
+
+
+@pytest.mark.parametrize("module", ["consumers.clickhouse_io", "ingest_gateway.zidium.directory", "deploy.migrate"])
+def test_clickhouse_drivers_date_table_is_not_built_in_our_processes(module: str) -> None:
+    # 27 MB of dates 1900-2299 in every worker and gateway process otherwise (issue 16's 300 MB budget)
+    env = {k: v for k, v in os.environ.items() if k != "CLICKHOUSE_DRIVER_LASY_DATE_LUT"}
+    out = subprocess.run(
+        [sys.executable, "-c", f"import {module}, clickhouse_driver.columns.datecolumn as d; print(len(d._date_lut))"],
+        cwd=REPO_ROOT, env={**env, "PYTHONPATH": str(REPO_ROOT)}, check=True, capture_output=True, text=True).stdout
+    assert out.split() == ["0"]
