@@ -257,6 +257,44 @@ class _Groups:
             self._shift -= 1
             self._hashes, self._entries = _rehash(self._hashes, self._shift, self._entries)
 
+    def fill(self) -> list[tuple[EventId, bytes]]:
+        """Index every event of the (empty) table's scope — a restore: the table sized once, no method call per
+        event; returns the events whose group already had one (``(id, value)``), to be admitted as members."""
+        events = self._events
+        self._resize(len(events))  # as if every event began a group of its own: no growth on the way
+        hashes, entries, shift, unpack = self._hashes, self._entries, self._shift, _GROUP.unpack_from
+        mask = len(hashes) - 1
+        more = []
+        for event_id, value in events.items():
+            join_key, importance = unpack(value)
+            group = join_key * 4 + importance
+            h = (group * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF or 1  # as _find
+            i = h >> shift
+            while True:
+                s = hashes[i]
+                if not s:
+                    hashes[i], entries[i] = h, event_id
+                    break
+                if s == h:  # every entry is an id yet
+                    join_key, importance = unpack(events[entries[i]])
+                    if join_key * 4 + importance == group:
+                        more.append((event_id, value))
+                        break
+                i = (i + 1) & mask
+        self._n = len(events) - len(more)
+        if more:  # then fewer groups than events: the size ``_add``s would have grown the table to
+            self._resize(self._n)
+        return more
+
+    def _resize(self, n: int) -> None:
+        """Give the table the size ``_add`` grows it to for ``n`` groups."""
+        size = 4
+        while 10 * n > 7 * size:
+            size *= 2
+        if size != len(self._hashes):
+            self._shift = 65 - size.bit_length()
+            self._hashes, self._entries = _rehash(self._hashes, self._shift, self._entries, size)
+
     def pop(self, group: int) -> None:
         """Remove a group that is there."""
         _vacate(self._hashes, self._find(group)[0], self._shift, self._entries)
@@ -310,6 +348,31 @@ class _Digests:
                 self._shift -= 1
                 self._slots = _rehash(self._slots, self._shift)[0]
 
+    def fill(self, digests: array) -> None:
+        """Add every digest of ``digests`` (a restore): the table sized once, no method call per digest."""
+        size = len(self._slots)
+        while 2 * (self._n + len(digests)) > size:  # the size as many ``add``s would have grown it to
+            size *= 2
+        if size > len(self._slots):
+            self._shift = 65 - size.bit_length()
+            self._slots = _rehash(self._slots, self._shift, None, size)[0]
+        slots, shift, mask, n = self._slots, self._shift, size - 1, 0
+        for d in digests:
+            if not d:
+                self._zero = True
+                continue
+            i = d >> shift
+            while True:
+                s = slots[i]
+                if s == d:
+                    break
+                if not s:
+                    slots[i] = d
+                    n += 1
+                    break
+                i = (i + 1) & mask
+        self._n += n
+
     def discard(self, d: int) -> None:
         if not d:
             self._zero = False
@@ -334,10 +397,11 @@ class _Digests:
 
 
 
-def _rehash(old: array, shift: int, old_entries: list[Any] | None = None) -> tuple[array, list[Any] | None]:
-    """A linear-probing table (``old_entries``: its values, beside) twice the size of ``old``, its keys' home slots
-    their top bits (``>> shift``)."""
-    size = 2 * len(old)
+def _rehash(old: array, shift: int, old_entries: list[Any] | None = None,
+            size: int = 0) -> tuple[array, list[Any] | None]:
+    """A linear-probing table (``old_entries``: its values, beside) of ``size`` slots (default: twice ``old``'s),
+    its keys' home slots their top bits (``>> shift``)."""
+    size = size or 2 * len(old)
     slots = array("Q", bytes(8 * size))
     entries: list[Any] | None = None if old_entries is None else [None] * size
     mask = size - 1
@@ -435,7 +499,8 @@ class JoinWindows:
         # state one frame read and one slice — the value is what the machine holds — then its indexes.
         frames: dict[bytes, _Scope] = {}  # a scope's frame (its JSON text) -> the scope
         chunks: list[tuple[_Scope, str, int, bytes, int]] = []
-        high, ret, seen, unpack, events_seen = self._high, self._ret, self._seen, _HDR.unpack_from, 0
+        high, ret, unpack, events_seen = self._high, self._ret, _HDR.unpack_from, 0
+        digests = array("Q")  # of the records in the values: indexed at the end, in one go
         buckets, heap, reached = self._buckets, self._bucket_heap, self._w >> _BUCKET_BITS
         for blob in states:
             try:
@@ -466,9 +531,7 @@ class JoinWindows:
             if h[LAST] > high:
                 high = h[LAST]
             for i in range(tail, len(value), _SEEN):
-                seen.add(int.from_bytes(value[i:i + 8], "little"))
-            if scope.groups.setdefault(h[JOIN_KEY] * 4 + h[IMPORTANCE], event_id) is not event_id:
-                self._admit(scope, event_id, value, h)  # a group of more than one: nearly all are of one
+                digests.append(int.from_bytes(value[i:i + 8], "little"))
             due = max(h[END], h[ACTUAL]) + ret  # _schedule, inlined
             bucket = due >> _BUCKET_BITS
             if bucket <= reached:
@@ -479,6 +542,11 @@ class JoinWindows:
             else:
                 entries += (scope, event_id)
         self._high, self._live = high, self._live + events_seen
+        self._seen.fill(digests)
+        del digests
+        for scope in self._scopes.values():  # all restored: a restore is the machine's first act
+            for event_id, value in scope.groups.fill():
+                self._admit(scope, event_id, value, unpack(value))  # a group of more than one: nearly all are of one
         chunks.sort(key=_third)  # by chunk number: an event's chunks go in oldest first
         for scope, event_id, n, digests, latest in chunks:
             if event_id not in scope.events:
@@ -487,7 +555,7 @@ class JoinWindows:
                 scope.older = {}
             scope.older.setdefault(event_id, []).extend((n, digests, latest))
             for i in range(0, len(digests), _SEEN):
-                seen.add(int.from_bytes(digests[i:i + 8], "little"))
+                self._seen.add(int.from_bytes(digests[i:i + 8], "little"))
 
     def _scope_of(self, frame: bytes, frames: dict[bytes, _Scope]) -> _Scope:
         """The scope of a frame met for the first time in a restore. Raises ValueError on a malformed one."""

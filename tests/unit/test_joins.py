@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+
 import json
 import uuid
 from dataclasses import dataclass, field, replace
@@ -380,6 +382,38 @@ def test_the_digest_table_is_a_set(ops: list[tuple[bool, int]]) -> None:
     for d in spread:  # grows past its first size
         table.add(d)
     assert all(d in table for d in spread) and all(v in table for v in expected)
+
+
+@given(st.lists(st.tuples(st.integers(-3, 60), st.sampled_from([0, 3, 2**40]), st.integers(0, 3)), max_size=400))
+def test_a_group_index_filled_at_once_equals_one_grown_event_by_event(events_made: list[tuple[int, int, int]]) -> None:
+    events: dict[str, bytes] = {}
+    for n, (small, big, importance) in enumerate(events_made):
+        events[f"e{n}"] = _HDR.pack(small + big, 0, 0, 0, 1, 1, n, n, 0, importance, 0, 0, 0)
+    grown, expected, others = _Groups(events), {}, []
+    for event_id, value in events.items():
+        join_key, *_, importance = _HDR.unpack_from(value)[:10]
+        group = join_key * 4 + importance
+        if grown.setdefault(group, event_id) is event_id:
+            expected[group] = event_id
+        else:
+            others.append((event_id, value))
+    filled = _Groups(events)
+    assert filled.fill() == others  # the events whose group had one already, for the caller to admit
+    assert all(filled.get(g) == v for g, v in expected.items()) and filled.get(-1) is None
+    assert (len(filled._hashes), filled._n) == (len(grown._hashes), grown._n)  # as big: the same memory
+    assert sorted(zip(filled._hashes, filled._entries), key=str) == sorted(zip(grown._hashes, grown._entries), key=str)
+
+
+@given(st.lists(st.integers(0, 40), max_size=300), st.lists(st.integers(0, 2**64 - 1), max_size=3000))
+def test_a_digest_table_filled_at_once_equals_one_grown_digest_by_digest(few: list[int], many: list[int]) -> None:
+    digests = [0 if x == 0 else ((1020 + x % 6) % 1024 << 54) + x for x in few] + many  # long runs, repeats, 0
+    grown, filled = _Digests(), _Digests()
+    for d in digests:
+        grown.add(d)
+    filled.fill(array("Q", digests))
+    assert (len(filled._slots), filled._n, filled._zero) == (len(grown._slots), grown._n, grown._zero)
+    assert sorted(filled._slots) == sorted(grown._slots)
+    assert all(d in filled for d in digests) and (0 in filled) == (0 in digests)
 
 
 def test_a_group_shrunk_to_one_event_and_grown_again_keeps_finding_the_latest() -> None:
