@@ -148,12 +148,13 @@ EventId = int | str
 
 def _id_key(text: str) -> EventId:
     if len(text) == 36 and text[8] == text[13] == text[18] == text[23] == "-":
-        try:
-            n = int(text.replace("-", ""), 16)
-        except ValueError:
-            return text
-        if 0 <= n < 1 << 128 and _id_text(n) == text:  # int() takes more than hex digits: '_', spaces, a sign
-            return n
+        h = text.replace("-", "")
+        # canonical: 32 lowercase hex digits (int() alone takes more: '_', spaces, a sign, other scripts' digits)
+        if len(h) == 32 and h.isascii() and h.isalnum() and h == h.lower():
+            try:
+                return int(h, 16)
+            except ValueError:  # a letter after f
+                return text
     return text
 
 
@@ -590,7 +591,7 @@ class JoinWindows:
 
     def rows(self) -> list[JoinedEventRow]:
         """Current rows of every joined event in memory (row_version 0). For tests and debugging."""
-        return [_row(scope, event_id, value, _HDR.unpack_from(value), 0)
+        return [_row(scope, _id_text(event_id), value, _HDR.unpack_from(value), 0)
                 for scope in self._scopes.values() for event_id, value in scope.events.items()]
 
     # --- the one entry point -----------------------------------------------------------------------------------
@@ -654,7 +655,8 @@ class JoinWindows:
                 extras = dumps(r.extras).encode("utf-8", "surrogatepass")
                 extras_len = len(extras) + 1
             digests, n = old[tail:], h[CHUNK]
-            key = scope.key(target)
+            text = _id_text(target)
+            key = event_key(scope.account, scope.component, scope.type, text)
             if len(digests) >= CHUNK_RECORDS * _SEEN:  # full: it moves out, written once under its own key
                 digests, n = self._retire(scope, target, key, n, digests, changes), n + 1
             self._drop_old_chunks(scope, target, key, w, changes)
@@ -690,9 +692,10 @@ class JoinWindows:
             nh = _HDR.unpack_from(value)
             self._admit(scope, event_id, value, nh)
             self._schedule(scope, event_id, _due(nh, self._ret))
-            key = scope.key(event_id)
+            text = _id_text(event_id)
+            key = event_key(scope.account, scope.component, scope.type, text)
         self._seen.add(int.from_bytes(digest, "little"))
-        changes[key] = Change(key, _row(scope, event_id, value, nh, offset), _encode(scope, event_id, value))
+        changes[key] = Change(key, _row(scope, text, value, nh, offset), _encode(scope, event_id, value))
 
     def _retire(self, scope: _Scope, event_id: EventId, key: str, n: int, digests: bytes,
                 changes: dict[str, Change[JoinedEventRow]]) -> bytes:
@@ -831,11 +834,11 @@ def _joinable(h: tuple[int, ...], value: bytes, r: JoinRecord, importance: int, 
     return r.join_interval != 0 and h[END] + 1000 + interval >= r.start_date
 
 
-def _row(scope: _Scope, event_id: EventId, value: bytes, h: tuple[int, ...], version: int) -> JoinedEventRow:
+def _row(scope: _Scope, event_text: str, value: bytes, h: tuple[int, ...], version: int) -> JoinedEventRow:
     at = _HDR_SIZE + (h[VERSION_LEN] or 1) - 1
     message_end = at + h[MESSAGE_LEN]
     return JoinedEventRow(
-        scope.account, _id_text(event_id), scope.component, scope.type, h[JOIN_KEY], IMPORTANCES[h[IMPORTANCE]], h[START],
+        scope.account, event_text, scope.component, scope.type, h[JOIN_KEY], IMPORTANCES[h[IMPORTANCE]], h[START],
         h[END], h[ACTUAL], h[COUNT], value[at:message_end].decode("utf-8", "surrogatepass"),
         value[_HDR_SIZE:at].decode("utf-8", "surrogatepass") if h[VERSION_LEN] else None, h[RECORDS], version,
         json.loads(value[message_end:message_end + h[EXTRA_LEN] - 1]) if h[EXTRA_LEN] else None)

@@ -10,6 +10,7 @@ workloads have them need no escaping, so their text is assembled directly. Every
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from hashlib import sha1
 from uuid import UUID
 
@@ -38,10 +39,15 @@ def split_key(key: str) -> list[str]:
 
 def uuid5_int(namespace: UUID, name: str) -> int:
     """``uuid.uuid5(namespace, name).int``, without building UUID objects."""
-    h = bytearray(sha1(namespace.bytes + name.encode("utf-8")).digest()[:16])
+    h = bytearray(sha1(_bytes_of(namespace) + name.encode("utf-8")).digest()[:16])
     h[6] = (h[6] & 0x0F) | 0x50  # version 5
     h[8] = (h[8] & 0x3F) | 0x80  # RFC 4122 variant
     return int.from_bytes(h, "big")
+
+
+@lru_cache(maxsize=8)
+def _bytes_of(namespace: UUID) -> bytes:
+    return namespace.bytes  # a property that converts the UUID's int each time
 
 
 def uuid_text(value: int) -> str:
