@@ -323,9 +323,10 @@ class SessionsWorker(Stateful):
             return Outcome("invalid")  # ditto
         if event["session"] is None:
             return Outcome("single_event")  # in `events` only (SPEC §3.1)
-        # positional: a frozen dataclass takes keyword arguments at about twice the cost, once per record
+        # positional: a frozen dataclass takes keyword arguments at about twice the cost, once per record;
+        # the timestamp clamped as the events table has it (the pairer holds uint32 times)
         return SessionEvent(event["account_id"], event["event_id"], event["action"], event["type"],
-                            event["timestamp"], event["session"])
+                            min(event["timestamp"], MAX_DATETIME), event["session"])
 
     def handle(self, message: Message) -> Outcome:
         item = self.decoded.pop((message.partition, message.offset), None) or self.decode(message)

@@ -56,8 +56,11 @@ points — never on arrival order, batch boundaries or duplicates):
 * The watermark is the partition's largest timestamp: one event stamped far in the future times out every open
   session of its partition and makes the others' events late, so timestamps must be sane before they get here.
 
-Memory: a key is one ``str`` → ``bytes`` dict entry (a 49-byte header plus 8 bytes per distinct UPDATE) and one
-slot in a timer bucket: 1 000 000 open sessions held ≈ 240 MB above the interpreter (253 MB RSS in all).
+Memory (issue 16: the worker's budget is 300 MB at 1 M open sessions): a key is one ``str`` → ``bytes`` dict
+entry (a 33-byte header with 32-bit times plus 8 bytes per distinct UPDATE: a START-only value is 66 bytes, one
+pymalloc class below the 82 of 64-bit times) and one slot in a timer bucket. The persisted state keeps 64-bit
+times; the conversion happens at the edges (``_encode``/``_decode``). 1 000 000 open sessions: 225 MB RSS in all
+(bench/memory.py; 241 MB with 64-bit times).
 """
 
 from __future__ import annotations
@@ -118,12 +121,14 @@ class SessionEvent:
     event_id: str
     action: str  # START | UPDATE | END
     type: str
-    timestamp: int  # unix seconds
+    timestamp: int  # unix seconds, 0 .. 2**32 - 1 (the pairer holds uint32 times)
     session: str
 
     def __post_init__(self) -> None:
         if self.action not in (START, UPDATE, END):
             raise ValueError(f"action: {self.action!r} is not START, UPDATE or END")
+        if not 0 <= self.timestamp <= _MAX_TS:  # the pairer holds times as uint32
+            raise ValueError(f"timestamp: must be 0 .. {_MAX_TS} (1970-01-01 .. 2106-02-07)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +150,15 @@ def state_key(account_id: str, session: str, type_: str) -> str:
 
 
 # In memory a key maps to HEADER + update digests (8 bytes per distinct UPDATE event_id).
-# Header: last applied offset, start, end, first ts, last ts, scheduled timer deadline, flags.
+# Header: last applied offset, start, end, first ts, last ts, scheduled timer deadline, flags. Times are uint32
+# (SessionEvent enforces it) to save 16 bytes a key; the deadline is not a time (last + retention, _UNSCHEDULED).
 # The scheduled deadline is bookkeeping only (recomputed on restore); everything else is the state.
-_HDR = struct.Struct("<qqqqqqB")
+_HDR = struct.Struct("<qIIIIqB")
 _HDR_SIZE = _HDR.size
+# Persisted, the header has the 64-bit layout it always had (deadline zeroed): the bytes in consumer_state stay.
+_DISK = struct.Struct("<qqqqqqB")
+_DISK_SIZE = _DISK.size
+_MAX_TS = 2**32 - 1
 _HAS_START, _HAS_END = 1, 2
 _FORMAT = 1  # first byte of serialized state
 _KEYLEN = struct.Struct("<BI")
@@ -187,17 +197,25 @@ class SessionPairer:
         # key -> tombstone value (None: looked up, none exists) for keys not in memory; see the recall protocol
         self._recalled: dict[str, bytes | None] = {}
         self.dropped_late = 0  # events too late for pairing (see module docstring); a metric for the shell
-        # restore: a million keys, written by _encode — _deadline and _schedule inlined, the heap made at the end
+        # restore: a million keys, written by _encode — _decode, _deadline and _schedule inlined (a call per key
+        # costs more than the checks), the heap made at the end
         state, buckets, heap = self._state, self._buckets, self._heap
-        unpack, pack = _HDR.unpack_from, _HDR.pack
+        frame, unpack, pack = _KEYLEN.unpack_from, _DISK.unpack_from, _HDR.pack
         retention, grace, timeout = config.retention_s, config.orphan_grace_s, config.session_timeout_s
         for blob in states:
-            key, value = _decode(blob, check_key=False)
-            offset, start, end, first, last, _, flags = unpack(value)
-            evict = last + retention  # due as _deadline has it: <= watermark only if already evictable
-            t = first + grace if not flags & _HAS_START else start + timeout if not flags & _HAS_END else evict
-            due = t if watermark < t < evict else evict
-            state[key] = pack(offset, start, end, first, last, due, flags) + value[_HDR_SIZE:]
+            try:
+                fmt, n = frame(blob)
+                at = _KEYLEN.size + n  # where the header starts
+                if fmt != _FORMAT or len(blob) < at + _DISK_SIZE or (len(blob) - at - _DISK_SIZE) % 8:
+                    _decode(blob)  # raises the precise ValueError
+                key = blob[_KEYLEN.size:at].decode("utf-8", "surrogatepass")
+                offset, start, end, first, last, _, flags = unpack(blob, at)
+                evict = last + retention  # due as _deadline has it: <= watermark only if already evictable
+                t = first + grace if not flags & _HAS_START else start + timeout if not flags & _HAS_END else evict
+                due = t if watermark < t < evict else evict
+                state[key] = pack(offset, start, end, first, last, due, flags) + blob[at + _DISK_SIZE:]
+            except (struct.error, UnicodeDecodeError) as exc:  # a time beyond uint32, bad UTF-8
+                raise ValueError(f"corrupt session state: {exc}") from exc
             bucket = buckets.get(due)
             if bucket is None:
                 buckets[due] = [key]
@@ -457,18 +475,18 @@ def _make_row(key: str, visible: tuple[str, int | None, int | None, int | None, 
     return SessionRow(account_id, type_, session, status, start, end, duration, updates, version)
 
 
-_SCHED = slice(40, 48)  # where the scheduled deadline sits in the header
-_NO_SCHED = bytes(8)
-
-
 def _encode(key: str, value: bytes) -> bytes:
-    """Serialized state: format byte, key length, key, header (deadline zeroed: it is recomputed), digests."""
+    """Serialized state: format byte, key length, key (UTF-8), the header in its persisted 64-bit layout
+    (deadline zeroed: it is recomputed), digests."""
     raw = key.encode("utf-8", "surrogatepass")
-    return b"".join((_KEYLEN.pack(_FORMAT, len(raw)), raw, value[:_SCHED.start], _NO_SCHED, value[_SCHED.stop:]))
+    offset, start, end, first, last, _, flags = _HDR.unpack_from(value)
+    return b"".join((_KEYLEN.pack(_FORMAT, len(raw)), raw, _DISK.pack(offset, start, end, first, last, 0, flags),
+                     value[_HDR_SIZE:]))
 
 
 def _decode(blob: bytes, check_key: bool = True) -> tuple[str, bytes]:
-    """``check_key=False`` skips parsing the key's JSON (the most of the cost; a restore of 1 M keys spends
+    """``(key, value)`` of a serialized state, the value as held in memory (32-bit times; deadline 0).
+    ``check_key=False`` skips parsing the key's JSON (the most of the cost; a restore of 1 M keys spends
     seconds on it): for states this module wrote itself, whose framing is still checked."""
     try:
         fmt, n = _KEYLEN.unpack_from(blob)
@@ -477,12 +495,14 @@ def _decode(blob: bytes, check_key: bool = True) -> tuple[str, bytes]:
         start = _KEYLEN.size
         key = bytes(blob[start:start + n]).decode("utf-8", "surrogatepass")
         value = bytes(blob[start + n:])
-        if len(value) < _HDR_SIZE or (len(value) - _HDR_SIZE) % 8:
+        if len(value) < _DISK_SIZE or (len(value) - _DISK_SIZE) % 8:
             raise ValueError("truncated session state")
         if check_key:
             fields = json.loads(key)
             if not (isinstance(fields, list) and len(fields) == 3 and all(isinstance(f, str) for f in fields)):
                 raise ValueError("session state key is not [account_id, session, type]")
-    except (struct.error, UnicodeDecodeError) as exc:  # invalid input: corrupt persisted state
-        raise ValueError(f"corrupt session state: {exc}") from exc
+        offset, begin, end, first, last, _, flags = _DISK.unpack_from(value)
+        value = _HDR.pack(offset, begin, end, first, last, 0, flags) + value[_DISK_SIZE:]
+    except (struct.error, UnicodeDecodeError) as exc:  # invalid input: corrupt persisted state (or a time
+        raise ValueError(f"corrupt session state: {exc}") from exc  # beyond uint32, which this never writes)
     return key, value

@@ -253,6 +253,79 @@ def test_corrupt_state_is_rejected(blob: bytes) -> None:
         SessionPairer(CFG, 0, [blob])
 
 
+@pytest.mark.parametrize("ts", [-1, 2**32])
+def test_a_timestamp_outside_uint32_is_invalid_input(ts: int) -> None:
+    with pytest.raises(ValueError, match=r"timestamp: must be 0 \.\. 4294967295 \(1970-01-01 \.\. 2106-02-07\)"):
+        ev("START", ts)
+    assert [ev("START", 0).timestamp, ev("START", 2**32 - 1).timestamp] == [0, 2**32 - 1]
+
+
+# format 1, key length 30, the key, then the 64-bit header (offset 9, start, end, first, last, deadline 0, flags
+# START|END) and one UPDATE digest: what the 64-bit in-memory header wrote, before memory held 32-bit times
+PERSISTED = bytes.fromhex(
+    "011e0000005b22616363222c22736573732d30303031222c224150505354415254225d"
+    "0900000000000000" "00f1536500000000" "32f1536500000000" "00f1536500000000" "32f1536500000000"
+    "0000000000000000" "03" "92994d683f4e6ad5")
+
+
+def test_the_persisted_state_keeps_its_64_bit_layout() -> None:
+    m = SessionPairer(CFG)
+    t0 = 1_700_000_000
+    for offset, e in enumerate([ev("START", t0, "s"), ev("UPDATE", t0 + 30, "u1"), ev("END", t0 + 50, "e")], 7):
+        changes = m.process(e, offset)
+    assert changes[-1].state == PERSISTED and dict(m.snapshot()) == {KEY: PERSISTED}
+    restored = SessionPairer(CFG, m.watermark, [PERSISTED])
+    assert dict(restored.snapshot()) == {KEY: PERSISTED}
+    assert summary(restored.row(KEY)) == ("closed", t0, t0 + 50, 50, 1)
+    gone = [c for c in restored.process(ev("START", t0 + 50 + R, session="other-01"), 10) if c.key == KEY]
+    assert gone[0].state is None and gone[0].tombstone == PERSISTED
+
+
+@pytest.mark.parametrize("field", range(1, 5))  # start, end, first, last
+def test_a_persisted_time_beyond_uint32_is_corrupt_state(field: int) -> None:
+    at = 5 + 30 + 8 * field
+    blob = PERSISTED[:at] + (2**32).to_bytes(8, "little") + PERSISTED[at + 8:]
+    with pytest.raises(ValueError, match="corrupt session state"):
+        SessionPairer(CFG, 0, [blob])
+    m = SessionPairer(CFG, 0)
+    with pytest.raises(ValueError, match="corrupt session state"):
+        m.recall([KEY], [blob])
+    with pytest.raises(ValueError, match="corrupt session state"):
+        m.forgettable(blob)
+
+
+# keys with non-ASCII text, a lone surrogate (kept as is by the JSON key, UTF-8 only with "surrogatepass") and
+# characters JSON escapes
+ODD = [("acç", "s\udc80-1", "APPSTART"), ("acc", "sess-\U0001f600", "ÄPP"), ('a"c', "s\\x", "T\u00e9")]
+
+
+def test_keys_beyond_ascii_round_trip_through_every_api() -> None:
+    keys = [state_key(a, s, t) for a, s, t in ODD]
+    m = SessionPairer(CFG)
+    for i, (a, s, t) in enumerate(ODD):
+        assert [c.key for c in m.process(SessionEvent(a, f"s{i}", "START", t, 10, s), i)] == [keys[i]]
+        row = m.row(keys[i])
+        assert (row.account_id, row.session, row.type) == (a, s, t)
+    snap = dict(m.snapshot())
+    assert sorted(snap) == sorted(keys)
+    restored = SessionPairer(CFG, m.watermark, list(snap.values()))
+    assert dict(restored.snapshot()) == snap
+    changes = restored.process(SessionEvent("zz", "c", "START", "A", 10 + R, "clock-0001"), 3)
+    evicted = [c for c in changes if c.state is None]
+    assert [c.key for c in evicted] == sorted(keys) and [c.key for c in changes] == sorted(c.key for c in changes)
+    assert all(c.tombstone is not None and c.row is not None for c in evicted)
+    # memory is lost (kill -9): the keys are looked up by their str, their tombstones come back
+    fresh = SessionPairer(CFG, restored.watermark, [s for _, s in restored.snapshot()])
+    ends = [SessionEvent(a, f"e{i}", "END", t, 11 + R, s) for i, (a, s, t) in enumerate(ODD)]
+    assert fresh.unknown_keys(ends) == keys
+    fresh.recall(keys[:2], [c.tombstone for c in evicted if c.key in keys[:2]], forgotten=[])
+    fresh.recall(keys[2:], [], forgotten=keys[2:])
+    for offset, e in enumerate(ends[:2], 4):
+        (change,) = fresh.process(e, offset)
+        assert change.key in keys[:2] and summary(change.row) == ("timed_out", 10, 11 + R, 1 + R, 0)
+    assert fresh.process(ends[2], 6) == [] and fresh.dropped_late == 1
+
+
 def test_config_rejects_non_positive_durations() -> None:
     with pytest.raises(ValueError):
         SessionConfig(session_timeout_s=0)

@@ -119,6 +119,16 @@ def test_batch_keeps_the_last_row_per_identity_and_offsets() -> None:
     assert batch.is_due(0.0, 2, 1.0) is True
 
 
+def test_sessions_clamp_a_timestamp_beyond_2106_as_the_events_table_does() -> None:
+    # the pairer holds uint32 times; a time rules.check_event lets through (received_at as far off) is clamped
+    settings = Settings.from_env({}, topic_prefix="t", max_future_s=10**11)
+    worker = SessionsWorker(settings)
+    worker.assign(0, Restored(None, ()))
+    out = worker.handle(msg(event_bytes("START", 2**32 + 1000, event_id="s"), offset=0))
+    assert out.rows[0][1][3:5] == ("open", 2**32 - 1) and worker.watermark(0) == 2**32 - 1
+    assert EventsSink(settings).handle(msg(event_bytes("START", 2**32 + 1000))).rows[0][1][4] == 2**32 - 1
+
+
 def test_an_event_older_than_the_retention_is_counted_as_dropped_late() -> None:
     settings = Settings.from_env({}, topic_prefix="t", session_timeout_s=100, orphan_grace_s=10)
     worker = SessionsWorker(settings)
