@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cprofile", type=int, default=0, metavar="N", help="also print cProfile's top N")
     args = parser.parse_args(argv)
 
-    from consumers.__main__ import collect_less
+    from consumers.__main__ import memory_policy
     from deploy.migrate import drop_database, migrate
     from consumers import rules
     from eventpipe.codec import EVENT, JOIN_RECORD
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = {"events": (settings.topic_events, events, EVENT.decode, check_event),
             "sessions": (settings.topic_events, events, EVENT.decode, check_event),
             "joins": (settings.topic_joins, joins, JOIN_RECORD.decode, check_join)}
-    collect_less()  # the workers' garbage-collector policy
+    memory_policy()  # the workers' garbage-collector policy
     try:
         migrate(settings)
     except Exception as exc:  # transient or operator error: no ClickHouse to insert into

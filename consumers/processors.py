@@ -221,7 +221,7 @@ class Stateful(NoLookups):
     def assign(self, partition: int, restored: Restored) -> None:
         watermark = restored.checkpoint.watermark if restored.checkpoint else 0
         # A restore makes millions of objects and no garbage. The collections it would trigger as the heap grows
-        # are skipped, and what it made is then frozen (as the start-up objects are, __main__.collect_less): the
+        # are skipped, and what it made is then frozen (as the start-up objects are, __main__.memory_policy): the
         # young collections after it would each pass over all of it again — 2.4 s of a 1 M-window joins restore
         # in six partitions. The garbage collected first is what freezing would otherwise keep for good.
         enabled = gc.isenabled()

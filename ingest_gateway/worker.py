@@ -20,8 +20,6 @@ body it discarded); gunicorn drops that hop-by-hop header, so ``close_when_asked
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import re
 import selectors
@@ -31,6 +29,8 @@ from functools import partial
 from typing import Any, Callable, Iterable
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from eventpipe.memory import large_allocations_return_to_the_system
 
 PREREAD_BODY_BYTES = 256 * 1024  # a batch of 100 seed-like events is about 31 KB
 MAX_HEAD_BYTES = 64 * 1024       # past this without the end of the head, gunicorn's parser answers (431/400)
@@ -119,24 +119,11 @@ class GatewayConn(TConn):
             super().close()
 
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 # Above librdkafka's own buffers (its batches are up to 1 MB): at 256 KiB they too became a mapping each, and the
 # confluent-kafka gateway lost a fifth of its throughput (bench, 29.5 k → 23.3 k events/s); at 4 MiB it did not.
+# Request bodies up to the limit (10 MiB) and bombs decompressed up to it are allocated by whichever request
+# thread runs them: without a fixed threshold a soak took a gateway from 101 to 308 MB.
 MMAP_THRESHOLD = 4 * 1024 * 1024
-
-
-def large_allocations_return_to_the_system() -> bool:
-    """Make every allocation of ``MMAP_THRESHOLD`` or more a mapping of its own, unmapped when freed.
-
-    Request bodies up to the limit (10 MiB) and bombs decompressed up to it are allocated by whichever request
-    thread runs them. glibc raises its mmap threshold after the first large free (up to 32 MiB), so later bodies
-    come from per-thread arenas, which keep the memory after the request: a soak took a gateway from 101 to
-    308 MB that way. A fixed threshold also turns the dynamic one off. Returns False where libc is not glibc."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
-    except (OSError, AttributeError):
-        return False
 
 
 class GatewayWorker(ThreadWorker):
@@ -152,7 +139,7 @@ class GatewayWorker(ThreadWorker):
         self.lingering: dict[socket.socket, list[float]] = {}  # closing socket -> [deadline, bytes read]
 
     def init_process(self) -> None:
-        large_allocations_return_to_the_system()  # in the worker: the master serves no request
+        large_allocations_return_to_the_system(MMAP_THRESHOLD)  # in the worker: the master serves no request
         super().init_process()
 
     def load_wsgi(self) -> None:

@@ -35,3 +35,10 @@ def test_clickhouse_drivers_date_table_is_not_built_in_our_processes(module: str
         [sys.executable, "-c", f"import {module}, clickhouse_driver.columns.datecolumn as d; print(len(d._date_lut))"],
         cwd=REPO_ROOT, env={**env, "PYTHONPATH": str(REPO_ROOT)}, check=True, capture_output=True, text=True).stdout
     assert out.split() == ["0"]
+
+
+def test_large_allocations_can_be_made_mappings_of_their_own_here() -> None:
+    from eventpipe.memory import large_allocations_return_to_the_system
+
+    # the gateway's and the workers' memory policy needs glibc's mallopt (the machines eventpipe runs on have it)
+    assert large_allocations_return_to_the_system(4 * 1024 * 1024) is True
