@@ -96,17 +96,12 @@ class ClickHouseStore:
         self.cluster = settings.clickhouse_cluster
         self.replicas = ShardReplicas(settings) if settings.clustered else None
         self.state_rows_read = 0  # rows ClickHouse read for the last state query
-        # states stream on connections of their own, two, so that the next partition's can be on their way while
-        # one partition's are read (``load_state``'s ``then``); ``ahead``: that next partition's, not read yet
-        self.lanes = (_Lane(settings), _Lane(settings))
-        self.ahead: tuple[tuple[str, str, int], _Lane, Restored] | None = None
 
     def _execute(self, query: str, params: object = None, **kwargs: object) -> list:
         return run(self.client, query, params, **kwargs)
 
-    def _execute_iter(self, query: str, params: object = None, via: Client | None = None,
-                      **kwargs: object) -> Iterator[tuple]:
-        return run_iter(via or self.client, query, params, **kwargs)
+    def _execute_iter(self, query: str, params: object = None, **kwargs: object) -> Iterator[tuple]:
+        return run_iter(self.client, query, params, **kwargs)
 
     def _state(self, group: str, topic: str, partition: int, query: str, params: dict, **kwargs: object) -> list:
         """Run a read of ``consumer_state`` (``{table}`` in ``query``): on one server as any query, on a cluster
@@ -142,29 +137,10 @@ class ClickHouseStore:
         rows += [(group, topic, p, CHECKPOINT_KEY, raw, versions[p], 0) for p, raw in checkpoints.items()]
         return self.insert("consumer_state", STATE_COLUMNS, rows, one_block=True, extra=self.state_write_settings)
 
-    def load_state(self, group: str, topic: str, partition: int, then: int | None = None) -> Restored:
+    def load_state(self, group: str, topic: str, partition: int) -> Restored:
         """The checkpoint of one partition, and its states: the latest row per key at or above its compaction
-        floor (state.py), streamed as ClickHouse sends them when they are read (once). ``then``: the partition
-        to be loaded next — its read starts now, so that ClickHouse finds its states (a GROUP BY over the
-        partition, about a tenth of a second per 100 000 keys) while this one's are read. Blocks; raises
+        floor (state.py), streamed as ClickHouse sends them when they are read (once). Blocks; raises
         Unavailable, reading the checkpoint or the states."""
-        ahead, self.ahead = self.ahead, None
-        if ahead is not None and ahead[0] == (group, topic, partition):
-            lane, restored = ahead[1], ahead[2]
-        else:
-            lane = self.lanes[0]
-            restored = self._load(lane, group, topic, partition)
-        if then is not None:
-            other = self.lanes[1] if lane is self.lanes[0] else self.lanes[0]
-            self.ahead = ((group, topic, then), other, self._load(other, group, topic, then))
-        return restored
-
-    def drop_ahead(self) -> None:
-        """Forget the read started for the next partition (it was revoked, or its turn may come much later)."""
-        self.ahead = None
-
-    def _load(self, lane: _Lane, group: str, topic: str, partition: int) -> Restored:
-        """``load_state`` of one partition, its states read on ``lane``. Blocks; raises Unavailable."""
         where = "consumer_group = %(g)s AND topic = %(t)s AND partition = %(p)s"
         params = {"g": group, "t": topic, "p": partition}
         # the floor is the largest any checkpoint row carries: a stale writer's older checkpoint cannot lower it
@@ -178,32 +154,26 @@ class ClickHouseStore:
             checkpoint = Checkpoint(last.watermark, last.next_offset, floor)
         restored = Restored(checkpoint, (), self.state_rows_read)
         restored.states = self._stream_states(
-            lane, restored, group, topic, partition,
+            restored, group, topic, partition,
             f"SELECT argMax(state, version) FROM {{table}} WHERE {where} AND key != '' "
             f"AND version >= %(floor)s GROUP BY key HAVING argMax(deleted, version) = 0",
             {**params, "floor": floor})
         return restored
 
-    def _stream_states(self, lane: _Lane, restored: Restored, group: str, topic: str, partition: int, query: str,
+    def _stream_states(self, restored: Restored, group: str, topic: str, partition: int, query: str,
                        params: dict) -> Iterator[bytes]:
-        """Send ``query`` on ``lane`` now (on a cluster to the replica ``ShardReplicas`` picks); its first
-        column's values as they come, adding the rows ClickHouse read to ``restored.rows_read`` at the end.
-        Blocks; raises Unavailable."""
+        """The first column of ``query``'s rows as they come (on a cluster from the replica ``ShardReplicas``
+        picks); adds the rows ClickHouse read to ``restored.rows_read`` at the end. Blocks; raises Unavailable."""
         settings = {"strings_as_bytes": True}
-        lane.begin()
-        if lane.replicas is None:
-            client, rows = lane.client, self._execute_iter(query.format(table="consumer_state"), params,
-                                                           lane.client, settings=settings)
+        if self.replicas is None:
+            client, rows = self.client, self._execute_iter(query.format(table="consumer_state"), params,
+                                                           settings=settings)
         else:
-            client, rows = lane.replicas.stream(self.client, group, topic, partition,
+            client, rows = self.replicas.stream(self.client, group, topic, partition,
                                                 query.format(table="consumer_state_local"), params, settings=settings)
-
-        def states() -> Iterator[bytes]:
-            for (state,) in rows:
-                yield state
-            lane.reading = False
-            restored.rows_read += client.last_query.progress.rows
-        return states()
+        for (state,) in rows:
+            yield state
+        restored.rows_read += client.last_query.progress.rows
 
     def load_tombstones(self, group: str, topic: str, lookups: dict[int, list[str]],
                         floors: dict[int, int]) -> dict[int, dict[str, bytes]]:
@@ -298,29 +268,6 @@ class ClickHouseStore:
         self.client.disconnect()
         if self.replicas is not None:
             self.replicas.close()
-        for lane in self.lanes:
-            lane.close()
-
-
-class _Lane:
-    """A connection (on a cluster: one per replica) that reads nothing but ``consumer_state``'s states."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.client = client_for(settings)
-        self.replicas = ShardReplicas(settings) if settings.clustered else None
-        self.reading = False  # a query sent whose rows were not all read
-
-    def begin(self) -> None:
-        """Before a query: a result left unread (its partition revoked, its restore failed) is dropped with the
-        connection, which the query reconnects."""
-        if self.reading:
-            self.close()
-        self.reading = True
-
-    def close(self) -> None:
-        self.client.disconnect()
-        if self.replicas is not None:
-            self.replicas.close()
 
 
 def run(client: Client, query: str, params: object = None, **kwargs: object) -> list:
@@ -333,19 +280,10 @@ def run(client: Client, query: str, params: object = None, **kwargs: object) -> 
 
 
 def run_iter(client: Client, query: str, params: object = None, **kwargs: object) -> Iterator[tuple]:
-    """``client.execute_iter``: the query sent now (the server starts on it), its rows as the server sends them,
-    block by block, when they are read; failures sorted as ``run`` sorts them (also those met while reading).
-    Blocks."""
+    """``client.execute_iter``: the rows of a SELECT as the server sends them, block by block, failures sorted
+    as ``run`` sorts them (also those met while reading). Blocks."""
     try:
-        rows = client.execute_iter(query, params, **kwargs)
-    except (ClickHouseError, OSError, EOFError) as exc:
-        raise _sorted(client, exc) from None
-    return _sorted_rows(client, rows)
-
-
-def _sorted_rows(client: Client, rows: Iterator[tuple]) -> Iterator[tuple]:
-    try:
-        yield from rows
+        yield from client.execute_iter(query, params, **kwargs)
     except (ClickHouseError, OSError, EOFError) as exc:
         raise _sorted(client, exc) from None
 

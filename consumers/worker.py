@@ -294,8 +294,6 @@ class Worker:
         """Rebalance callback (inside poll): flush and commit, then forget the partitions. If the flush cannot
         be done now, the batch is dropped uncommitted — the next owner reads it again."""
         log.info("partitions revoked", extra={"partitions": partitions})
-        if partitions:
-            self.store.drop_ahead()  # a read started for a partition now revoked would be stale if it came back
         if self.batch.records and not self.flush():
             log.warning("dropping an unwritten batch on revocation; it will be re-read",
                         extra={"records": self.batch.records})
@@ -326,11 +324,9 @@ class Worker:
         """Rebuild the machine of one newly assigned partition from ClickHouse and seek to its checkpoint. One
         per step: the partitions restored so far are consumed in between (with 1 M keys a partition takes about
         a second), instead of all of them waiting for the last one."""
-        waiting = sorted(self.unrestored)
-        for p in waiting[:1]:
+        for p in sorted(self.unrestored)[:1]:
             try:
-                # the next one's read starts too: ClickHouse finds its states while this one's are restored
-                restored = self.store.load_state(self.group, self.processor.topic, p, (waiting[1:] or [None])[0])
+                restored = self.store.load_state(self.group, self.processor.topic, p)
                 offset = restored.checkpoint.next_offset if restored.checkpoint else self.source.committed(p)
                 # librdkafka refuses a seek while a just-assigned partition's fetcher is still starting (after
                 # a broker restart, say): transient like the rest — the partition stays paused until it works
@@ -338,7 +334,6 @@ class Worker:
                 self.processor.assign(p, restored)  # reads the states as ClickHouse sends them
             except Unavailable as exc:
                 self.processor.revoke(p)  # a machine half restored, if the states stopped coming
-                self.store.drop_ahead()  # the next try may be long after: its read then starts afresh
                 metrics.FAILURES.labels(self.name, "restore").inc()
                 self.restore_retry_at = self.clock.time() + self.restore_backoff.next_delay()
                 log.warning("restoring state failed; retrying", extra={"partition": p, "error": str(exc)})

@@ -48,16 +48,14 @@ class RecordingStore(ClickHouseStore):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)  # the driver's Client connects lazily: nothing is opened
         self.calls: list[Call] = []
-        for client in (self.client, *(lane.client for lane in self.lanes)):  # what load_state reports read
-            client.last_query = SimpleNamespace(progress=SimpleNamespace(rows=0))
+        self.client.last_query = SimpleNamespace(progress=SimpleNamespace(rows=0))  # what load_state reports read
 
     def _execute(self, query: str, params: object = None, **kwargs: object) -> list:
         self.calls.append(Call(query, params, dict(kwargs)))
         # what an empty table answers: one row for an aggregate without GROUP BY (the checkpoint read), else none
         return [(b"", 0, 0)] if " GROUP BY " not in query and query.startswith("SELECT argMax") else []
 
-    def _execute_iter(self, query: str, params: object = None, via: object = None,
-                      **kwargs: object) -> Iterator[tuple]:
+    def _execute_iter(self, query: str, params: object = None, **kwargs: object) -> Iterator[tuple]:
         self.calls.append(Call(query, params, dict(kwargs)))  # the restore's states, streamed: none here
         return iter(())
 

@@ -28,26 +28,6 @@ def test_state_round_trips_with_binary_bytes_deletes_and_the_checkpoint(isolated
     assert parts == [(1,)]  # states and checkpoint landed together
 
 
-def test_the_next_partitions_states_are_read_ahead_on_a_connection_of_their_own(isolated_settings: Settings) -> None:
-    store = ClickHouseStore(isolated_settings)
-    changes = [(p, f"k{i}", f"p{p}s{i}".encode(), False, i + 1) for p in range(3) for i in range(300)]
-    store.write_state("g", "t", changes, {p: Checkpoint(1, 400 + p).encode() for p in range(3)}, {p: 400 for p in range(3)})
-    expected = {p: sorted(f"p{p}s{i}".encode() for i in range(300)) for p in range(3)}
-    first = store.load_state("g", "t", 0, then=1)
-    assert store.ahead is not None and store.ahead[0] == ("g", "t", 1) and store.ahead[1].reading  # sent already
-    assert sorted(first) == expected[0]
-    second = store.load_state("g", "t", 1, then=2)  # the read started ahead
-    store.write_state("g", "t", [(5, "x", b"x", False, 1)], {}, {})  # the store's own connection stays free
-    assert second.checkpoint == Checkpoint(1, 401)
-    assert sorted(second) == expected[1] and second.count == 300 and second.rows_read >= 300
-    store.drop_ahead()  # partition 2's read, sent and never read: dropped with its connection on the next use
-    assert sorted(store.load_state("g", "t", 2)) == expected[2]
-    store.load_state("g", "t", 0, then=1)  # neither read
-    third = store.load_state("g", "t", 2)  # not the partition read ahead: that read is dropped too
-    assert sorted(third) == expected[2] and store.ahead is None
-    assert sorted(store.load_state("g", "t", 1)) == expected[1]
-
-
 def test_a_newer_version_wins_and_an_older_one_does_not(isolated_settings: Settings) -> None:
     store = ClickHouseStore(isolated_settings)
     store.write_state("g", "t", [(0, "k", b"new", False, 9)], {0: Checkpoint(1, 10).encode()}, {0: 10})

@@ -109,7 +109,6 @@ class FakeStore:
         self.tables: dict[str, list[tuple]] = {}
         self.state_rows: list[tuple] = []  # (group, topic, partition, key, state, version, deleted)
         self.down = False
-        self.loads: list[tuple[int, int | None]] = []  # load_state's (partition, then), or (None, None): drop_ahead
 
     def insert(self, table: str, columns: Any, rows: list[tuple]) -> float:
         if self.down:
@@ -129,11 +128,7 @@ class FakeStore:
         self.state_rows.extend(rows)
         return 0.001
 
-    def drop_ahead(self) -> None:
-        self.loads.append((None, None))
-
-    def load_state(self, group: str, topic: str, partition: int, then: int | None = None) -> Restored:
-        self.loads.append((partition, then))
+    def load_state(self, group: str, topic: str, partition: int) -> Restored:
         if self.down:
             raise Unavailable("clickhouse down")
         mine = [r for r in self.state_rows if r[:3] == (group, topic, partition)]

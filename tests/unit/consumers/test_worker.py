@@ -146,20 +146,6 @@ def test_restore_waits_for_clickhouse_with_the_partition_paused() -> None:
     assert worker.unrestored == set() and source.commits[0][0] == 1
 
 
-def test_each_restore_starts_the_read_of_the_next_partition_and_a_failure_or_revocation_drops_it() -> None:
-    worker, source, store, _, _ = make(partitions=(0, 1, 2))
-    run(worker, steps=3)  # one partition a step, the next one's read started with it
-    assert store.loads == [(0, 1), (1, 2), (2, None)] and worker.unrestored == set()
-    store.loads.clear()
-    source.rebalance([])
-    assert store.loads == [(None, None)]  # revoked: a read started ahead would be stale
-    store.loads.clear()
-    store.down = True
-    source.rebalance([0, 1])
-    run(worker, steps=1)
-    assert store.loads == [(0, 1), (None, None)]  # failed: the next try starts both reads afresh
-
-
 def test_revocation_with_clickhouse_down_drops_the_batch_uncommitted() -> None:
     worker, source, store, _, journal = make(worker_cls=EventsSink)
     source.produce(0, event_bytes("START", SEED_START, event_id="s"))
