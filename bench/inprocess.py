@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = {"events": (settings.topic_events, events, EVENT.decode, check_event),
             "sessions": (settings.topic_events, events, EVENT.decode, check_event),
             "joins": (settings.topic_joins, joins, JOIN_RECORD.decode, check_join)}
-    memory_policy()  # the workers' garbage-collector policy
+    memory_policy()  # the workers' memory policy (garbage collector, glibc)
     try:
         migrate(settings)
     except Exception as exc:  # transient or operator error: no ClickHouse to insert into

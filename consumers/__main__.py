@@ -33,10 +33,10 @@ MMAP_THRESHOLD = 1024 * 1024
 def memory_policy() -> None:
     """The memory policy of a worker process: its garbage collector's, and glibc's. A batch's rows (and a
     stateful worker's state) live for a while, so with the default threshold the collector walks them over and
-    over: 20–35 % of a worker's in-process CPU (``python -m bench.inprocess``). Reference counting frees nearly everything the
-    per-record path allocates (it makes no cycles), so collecting every 50 000 allocations instead of 700 costs
-    little memory; what exists at start-up (modules, settings) is frozen out of every collection. Large blocks
-    are mappings of their own (``MMAP_THRESHOLD``), returned when freed."""
+    over: 20–35 % of a worker's in-process CPU (``python -m bench.inprocess``). Reference counting frees nearly
+    everything the per-record path allocates (it makes no cycles), so collecting every 50 000 allocations instead
+    of 700 costs little memory; what exists at start-up (modules, settings) is frozen out of every collection.
+    Large blocks are mappings of their own (``MMAP_THRESHOLD``), returned when freed."""
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLD)
     large_allocations_return_to_the_system(MMAP_THRESHOLD)

@@ -255,8 +255,7 @@ class _Groups:
         self._hashes[i], self._entries[i] = h, entry
         self._n += 1
         if 10 * self._n > 7 * len(self._hashes):
-            self._shift -= 1
-            self._hashes, self._entries = _rehash(self._hashes, self._shift, self._entries)
+            self._resize(self._n)
 
     def fill(self) -> list[tuple[EventId, bytes]]:
         """Index every event of the (empty) table's scope — a restore: the table sized once, no method call per
@@ -283,12 +282,12 @@ class _Groups:
                         break
                 i = (i + 1) & mask
         self._n = len(events) - len(more)
-        if more:  # then fewer groups than events: the size ``_add``s would have grown the table to
+        if more:  # then fewer groups than events: the size for that many
             self._resize(self._n)
         return more
 
     def _resize(self, n: int) -> None:
-        """Give the table the size ``_add`` grows it to for ``n`` groups."""
+        """Give the table its size for ``n`` groups: the smallest power of two (at least 4) filled to 70 %."""
         size = 4
         while 10 * n > 7 * size:
             size *= 2
@@ -346,18 +345,13 @@ class _Digests:
             self._slots[i] = d
             self._n += 1
             if 2 * self._n > len(self._slots):
-                self._shift -= 1
-                self._slots = _rehash(self._slots, self._shift)[0]
+                self._grow_for(self._n)
 
     def fill(self, digests: array) -> None:
         """Add every digest of ``digests`` (a restore): the table sized once, no method call per digest."""
-        size = len(self._slots)
-        while 2 * (self._n + len(digests)) > size:  # the size as many ``add``s would have grown it to
-            size *= 2
-        if size > len(self._slots):
-            self._shift = 65 - size.bit_length()
-            self._slots = _rehash(self._slots, self._shift, None, size)[0]
-        slots, shift, mask, n = self._slots, self._shift, size - 1, 0
+        self._grow_for(self._n + len(digests))  # once, to what many ``add``s would have grown it to
+        slots, shift, n = self._slots, self._shift, 0
+        mask = len(slots) - 1
         for d in digests:
             if not d:
                 self._zero = True
@@ -373,6 +367,15 @@ class _Digests:
                     break
                 i = (i + 1) & mask
         self._n += n
+
+    def _grow_for(self, n: int) -> None:
+        """Grow the table (never shrink it) to the smallest power of two at most half filled by ``n`` digests."""
+        size = len(self._slots)
+        while 2 * n > size:
+            size *= 2
+        if size > len(self._slots):
+            self._shift = 65 - size.bit_length()
+            self._slots = _rehash(self._slots, self._shift, None, size)[0]
 
     def discard(self, d: int) -> None:
         if not d:
