@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import gc
 import logging
+import signal
 import socket
 import sys
 
@@ -78,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"consumers: {exc}", file=sys.stderr)
         return 2
     logs.setup(args.worker, settings.log_level)
+    # a crash (or a hang: `kill -USR1 PID`) prints every thread's Python stack to stderr, next to the log
+    faulthandler.enable()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     # imported here so `--help` works without the I/O libraries
     from .clickhouse_io import ClickHouseStore

@@ -69,7 +69,16 @@ class Workers:
                 proc.wait()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in sorted(self.log_dir.glob("*.log")))
+        """Each worker's state and the tail of its log; a live worker first prints its threads' stacks (SIGUSR1),
+        so a worker stuck in a call shows where."""
+        alive = [proc for proc in self.procs if proc.poll() is None]
+        for proc in alive:
+            proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.5 if alive else 0)
+        state = {path.name: ("running" if proc.poll() is None else f"exited {proc.returncode}")
+                 for proc in self.procs for path in [self.log_paths[proc.pid]]}
+        return "\n".join(f"--- {p.name} ({state.get(p.name, '?')})\n{p.read_text()[-6000:]}"
+                         for p in sorted(self.log_dir.glob("*.log")))
 
 
 @pytest.fixture
