@@ -3,7 +3,8 @@ importing it. The boundary itself is ``kafka_io.py``.
 
 ``ConfluentSource`` is a group consumer with manual commits (``enable.auto.commit=false``), the eager ``range``
 assignor (a rebalance revokes everything, then assigns: the worker flushes and commits in between, as with
-kafka-python), and its rebalance callbacks run inside ``poll``. ``ConfluentDeadLetters`` sends dead letters with
+kafka-python), and its rebalance callbacks run inside ``poll``. Commits are asynchronous: their answers arrive in
+``poll`` or ``close`` (``on_commit``). ``ConfluentDeadLetters`` sends dead letters with
 ``acks=all`` and idempotence, partitioned like the Java client, and waits for them. Calls block on the network
 (bounded by timeouts); a broker that cannot be reached raises ``Unavailable``.
 """
@@ -11,6 +12,7 @@ kafka-python), and its rebalance callbacks run inside ``poll``. ``ConfluentDeadL
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -19,14 +21,21 @@ from eventpipe.codec import DEAD_LETTER
 from eventpipe.settings import Settings
 
 from .errors import Fenced, LostPartitions, Unavailable
-from .kafka_io import instance_id, reachable
+from .kafka_io import CommitOutcome, instance_id, reachable
 from .processors import Message
 
 log = logging.getLogger(__name__)
+CLOSE_TIMEOUT_S = 10.0  # close waits for the answers to the commits sent; librdkafka puts no bound on that
 
 # Commit errors that mean "the group moved on without you": the partitions are someone else's now.
 LOST = {KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID,
         KafkaError._ASSIGNMENT_LOST, KafkaError.FENCED_INSTANCE_ID, KafkaError.STALE_MEMBER_EPOCH}
+
+
+def _commit_error(error: KafkaError) -> Exception:
+    if error.code() in LOST:
+        return LostPartitions(error.str())
+    return Unavailable(f"commit: {error.str()}")
 
 
 def _log_error(error: KafkaError) -> None:
@@ -60,9 +69,10 @@ class ConfluentSource:
             # 38–40 k/s with 1 ms, as without the cap).
             "queued.max.messages.kbytes": 8192, "queued.min.messages": 10_000, "fetch.queue.backoff.ms": 1,
             "reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 1_000,
-            "error_cb": _log_error, "logger": log,
+            "error_cb": _log_error, "logger": log, "on_commit": self._answered,
         })
         self._on_assigned, self._on_revoked = on_assigned, on_revoked
+        self._outcomes: list[CommitOutcome] = []
         self.consumer.subscribe([topic], on_assign=self._assign, on_revoke=self._revoke, on_lost=self._revoke)
 
     def _tp(self, partition: int, offset: int = -1001, metadata: str | None = None) -> TopicPartition:
@@ -107,22 +117,28 @@ class ConfluentSource:
         return out
 
     def commit(self, offsets: dict[int, tuple[int, str]]) -> None:
-        """Commit ``{partition: (next offset, metadata)}``. Raises LostPartitions or Unavailable."""
+        """Send the commit of ``{partition: (next offset, metadata)}``; the answer comes in a later poll."""
         if not offsets:
             return
         try:
-            done = self.consumer.commit(offsets=[self._tp(p, o, meta) for p, (o, meta) in offsets.items()],
-                                        asynchronous=False)
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.code() in LOST:
-                raise LostPartitions(error.str()) from None
-            raise Unavailable(f"commit: {error.str()}") from None
-        for tp in done or ():
-            if tp.error is not None:
-                if tp.error.code() in LOST:
-                    raise LostPartitions(tp.error.str())
-                raise Unavailable(f"commit of partition {tp.partition}: {tp.error.str()}")
+            self.consumer.commit(offsets=[self._tp(p, o, meta) for p, (o, meta) in offsets.items()],
+                                 asynchronous=True)
+        except KafkaException as exc:  # refused before it was sent (no assignment, say)
+            self._outcomes.append(CommitOutcome({p: o for p, (o, _) in offsets.items()}, _commit_error(exc.args[0])))
+
+    def _answered(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's commit callback (served in poll and close): one outcome per error among the partitions."""
+        by_error: dict[int | None, tuple[KafkaError | None, dict[int, int]]] = {}
+        for tp in partitions:
+            failure = tp.error or error
+            code = failure.code() if failure is not None else None
+            by_error.setdefault(code, (failure, {}))[1][tp.partition] = tp.offset
+        for failure, offsets in by_error.values():
+            self._outcomes.append(CommitOutcome(offsets, None if failure is None else _commit_error(failure)))
+
+    def commit_outcomes(self) -> list[CommitOutcome]:
+        outcomes, self._outcomes = self._outcomes, []
+        return outcomes
 
     def committed(self, partition: int) -> int | None:
         """The group's committed offset of a partition, or None. Raises Unavailable."""
@@ -159,10 +175,20 @@ class ConfluentSource:
         return high if high >= 0 else None
 
     def close(self) -> None:
-        try:
-            self.consumer.close()
-        except KafkaException as exc:  # transient: leaving the group politely failed; the session times out instead
-            log.warning("closing the Kafka consumer failed", extra={"error": str(exc)})
+        """Leave the group once the commits sent are answered; past ``CLOSE_TIMEOUT_S``, leave without it (the
+        group then waits out the session timeout before it hands the partitions on)."""
+        def leave() -> None:
+            try:
+                self.consumer.close()
+            except KafkaException as exc:  # transient: leaving politely failed; the session times out instead
+                log.warning("closing the Kafka consumer failed", extra={"error": str(exc)})
+
+        closing = threading.Thread(target=leave, name="kafka-close", daemon=True)
+        closing.start()
+        closing.join(CLOSE_TIMEOUT_S)
+        if closing.is_alive():
+            log.warning("closing the Kafka consumer did not finish; leaving without it",
+                        extra={"timeout_s": CLOSE_TIMEOUT_S})
 
 
 class ConfluentDeadLetters:

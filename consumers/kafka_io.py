@@ -10,6 +10,7 @@ each. Nothing else in the consumers knows which one runs.
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from eventpipe.settings import Settings, SettingsError
@@ -17,12 +18,28 @@ from eventpipe.settings import Settings, SettingsError
 from .processors import Message
 
 
+@dataclass(frozen=True)
+class CommitOutcome:
+    """The broker's answer to (part of) one ``Source.commit``."""
+
+    offsets: dict[int, int]                     # partition → the next offset that was to be committed
+    error: Exception | None = field(default=None)  # None: committed; LostPartitions: the partitions moved on;
+    #                                                Unavailable: transient, send it again
+
+
 class Source(Protocol):
     """One topic, one consumer group, manual commits. Rebalance callbacks run inside ``poll``. Every call that
-    reaches the broker raises ``Unavailable`` when it cannot (``commit`` may raise ``LostPartitions``)."""
+    reaches the broker raises ``Unavailable`` when it cannot — except ``commit``, whose answer comes back as a
+    ``CommitOutcome``."""
 
     def poll(self, timeout_s: float, max_records: int) -> list[Message]: ...
-    def commit(self, offsets: dict[int, tuple[int, str]]) -> None: ...
+    def commit(self, offsets: dict[int, tuple[int, str]]) -> None:
+        """Send ``{partition: (next offset, metadata)}`` to be committed. Never raises for the broker's answer
+        and never waits for it without a bound: the answer is in ``commit_outcomes``, at once (kafka-python waits
+        for it, up to a timeout) or after a later ``poll`` or ``close`` (librdkafka: its synchronous commit has no
+        timeout, and one sent while the broker shuts down waited for the broker's return — a whole outage)."""
+    def commit_outcomes(self) -> list[CommitOutcome]:
+        """The answers that arrived since the last call, oldest first."""
     def committed(self, partition: int) -> int | None: ...
     def assignment(self) -> list[int]: ...
     def pause(self, partitions: list[int]) -> None: ...

@@ -20,7 +20,7 @@ from eventpipe.codec import DEAD_LETTER
 from eventpipe.settings import Settings
 
 from .errors import LostPartitions, Unavailable
-from .kafka_io import instance_id, reachable
+from .kafka_io import CommitOutcome, instance_id, reachable
 from .processors import Message
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class KafkaPythonSource:
         except KafkaError as exc:  # transient: broker not there yet
             raise Unavailable(f"Kafka at {settings.kafka_bootstrap}: {exc}") from None
         self.consumer.subscribe([topic], listener=_Listener(on_assigned, on_revoked))
+        self._outcomes: list[CommitOutcome] = []
 
     def _tp(self, partition: int) -> TopicPartition:
         return TopicPartition(self.topic, partition)
@@ -74,16 +75,23 @@ class KafkaPythonSource:
                 for records in batches.values() for r in records]
 
     def commit(self, offsets: dict[int, tuple[int, str]]) -> None:
-        """Commit ``{partition: (next offset, metadata)}``. Raises LostPartitions or Unavailable."""
+        """Commit ``{partition: (next offset, metadata)}`` and wait for the answer (up to 10 s)."""
         if not offsets:
             return
+        sent = {p: o for p, (o, _) in offsets.items()}
         try:
             self.consumer.commit({self._tp(p): OffsetAndMetadata(o, meta, -1) for p, (o, meta) in offsets.items()},
                                  timeout_ms=10_000)
         except CommitFailedError as exc:
-            raise LostPartitions(str(exc)) from None
+            self._outcomes.append(CommitOutcome(sent, LostPartitions(str(exc))))
         except KafkaError as exc:
-            raise Unavailable(f"commit: {exc}") from None
+            self._outcomes.append(CommitOutcome(sent, Unavailable(f"commit: {exc}")))
+        else:
+            self._outcomes.append(CommitOutcome(sent))
+
+    def commit_outcomes(self) -> list[CommitOutcome]:
+        outcomes, self._outcomes = self._outcomes, []
+        return outcomes
 
     def committed(self, partition: int) -> int | None:
         """The group's committed offset of a partition, or None. Raises Unavailable."""

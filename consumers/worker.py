@@ -52,7 +52,8 @@ class Worker:
         self.source: Source | None = None
         self.unrestored: set[int] = set()           # assigned, paused until their state is restored
         self.positions: dict[int, int] = {}         # next offset to read, for the lag gauge
-        self.uncommitted: dict[int, tuple[int, str]] = {}  # written to ClickHouse, commit still to do
+        self.uncommitted: dict[int, tuple[int, str]] = {}  # written to ClickHouse, commit still to send
+        self.sent: dict[int, tuple[int, str]] = {}  # commits sent, not answered yet (a failed one is sent again)
         self.floors: dict[int, int] = {}            # compaction floor per partition (state.py)
         self.garbage: dict[int, int] = {}           # state rows written (or found stale) since then
         self.live: dict[int, int] = {}              # live states at the last restore or compaction
@@ -95,6 +96,7 @@ class Worker:
             log.warning("poll failed; retrying", extra={"error": str(exc)})
             self.clock.sleep(POLL_MAX_S)
             return
+        self.settle_commits()
         if messages and not self.look_up(messages):
             return
         now = self.clock.time()
@@ -241,23 +243,36 @@ class Worker:
                                            "seconds": round(self.clock.time() - started, 3)})
 
     def commit(self, offsets: dict[int, tuple[int, str]]) -> None:
-        """Commit what is written. A failure here loses nothing: the rows (and state) are in ClickHouse; the
-        commit is retried, or the next owner of the partition replays idempotently / seeks to the checkpoint."""
+        """Send the commit of what is written; its answer is taken in by ``settle_commits``."""
         self.uncommitted.update(offsets)
-        try:
-            self.source.commit(self.uncommitted)
-            if self.uncommitted:
+        if not self.uncommitted:
+            return
+        self.source.commit(self.uncommitted)
+        self.sent.update(self.uncommitted)
+        self.uncommitted = {}
+        self.settle_commits()
+
+    def settle_commits(self) -> None:
+        """Take in the broker's answers. A failure loses nothing: the rows (and state) are in ClickHouse; the
+        commit is sent again (unless a newer one is on its way), or the next owner of the partition replays
+        idempotently / seeks to the checkpoint."""
+        for outcome in self.source.commit_outcomes():
+            if outcome.error is None:
                 metrics.COMMITS.labels(self.name).inc()
-                for p, (offset, _) in self.uncommitted.items():
+                for p, offset in outcome.offsets.items():
                     metrics.COMMITTED.labels(self.name, self.processor.topic, str(p)).set(offset)
-            self.uncommitted.clear()
-        except LostPartitions as exc:
-            log.info("commit refused after a rebalance; the new owner takes over", extra={"error": str(exc)})
-            self.uncommitted.clear()
-        except Unavailable as exc:
-            metrics.FAILURES.labels(self.name, "commit").inc()
-            self.write_retry_at = self.clock.time() + self.write_backoff.next_delay()
-            log.warning("commit failed; will retry", extra={"error": str(exc)})
+            elif isinstance(outcome.error, LostPartitions):
+                log.info("commit refused after a rebalance; the new owner takes over",
+                         extra={"error": str(outcome.error)})
+            else:
+                metrics.FAILURES.labels(self.name, "commit").inc()
+                self.write_retry_at = self.clock.time() + self.write_backoff.next_delay()
+                log.warning("commit failed; will retry", extra={"error": str(outcome.error)})
+            for p, offset in outcome.offsets.items():
+                if p in self.sent and self.sent[p][0] == offset:  # the latest sent: answered now
+                    if outcome.error is not None and not isinstance(outcome.error, LostPartitions):
+                        self.uncommitted.setdefault(p, self.sent[p])
+                    del self.sent[p]
 
     def write_failed(self, step: str, exc: Exception) -> None:
         metrics.FAILURES.labels(self.name, step).inc()
@@ -318,6 +333,7 @@ class Worker:
             except KeyError:  # no lag reported for it yet
                 pass
         self.uncommitted = {p: v for p, v in self.uncommitted.items() if p not in partitions}
+        self.sent = {p: v for p, v in self.sent.items() if p not in partitions}
         metrics.OPEN_KEYS.labels(self.name).set(self.processor.open_keys())
 
     def restore(self) -> None:
@@ -381,7 +397,8 @@ class Worker:
             log.error("exiting with an unwritten batch; it will be re-read", extra={"records": self.batch.records})
         elif self.uncommitted:
             self.commit({})
-        self.source.close()
+        self.source.close()  # waits for the answers to the commits sent (bounded)
+        self.settle_commits()
         self.publisher.close()
         self.store.close()
         log.info("stopped")

@@ -127,6 +127,22 @@ def read_topic(settings: Settings, topic: str) -> list[Message]:
     return [m for p in sorted(out) for m in out[p]]
 
 
+def uncommitted(settings: Settings, group: str, topic: str) -> dict[int, int]:
+    """Records of ``topic`` the group has not committed yet, by partition (only partitions with some)."""
+    from kafka import KafkaAdminClient
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        end = consumer.end_offsets(parts)
+        done = {tp: o.offset for tp, o in admin.list_group_offsets({group: None}).get(group, {}).items()}
+    finally:
+        consumer.close()
+        admin.close()
+    return {tp.partition: end[tp] - max(0, done.get(tp, 0)) for tp in parts if end[tp] > max(0, done.get(tp, 0))}
+
+
 def reference_rows(settings: Settings, worker: str) -> list[tuple]:
     """The final rows of ``worker``'s table from one uninterrupted pass over its topic."""
     processor = {"events": EventsSink, "sessions": SessionsWorker, "joins": JoinsWorker}[worker](settings)

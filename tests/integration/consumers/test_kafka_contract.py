@@ -7,6 +7,7 @@ Kill -9 and resume with each client: ``test_workers.py``.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from typing import Callable
 
@@ -17,6 +18,7 @@ from consumers.errors import Unavailable
 from consumers.processors import Message
 from eventpipe.settings import KAFKA_CLIENTS, Settings
 
+from .conftest import bring_back
 from .streams import Producer, event, read_topic
 
 
@@ -33,6 +35,13 @@ class Member:
         self.revoked: list[list[int]] = []
         self.source = kafka_io.source_factory(s)(s, group, s.topic_events, self.assigned.append, self.revoked.append)
         self.received: list[Message] = []
+        self.answers: list[kafka_io.CommitOutcome] = []
+
+    def outcomes(self, partition: int) -> list[tuple[int, type | None]]:
+        """(offset, error type) of the answers about ``partition`` so far."""
+        self.answers += self.source.commit_outcomes()
+        return [(a.offsets[partition], type(a.error) if a.error else None)
+                for a in self.answers if partition in a.offsets]
 
     def poll_until(self, check: Callable[[], bool], timeout_s: float = 40.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -63,6 +72,8 @@ def test_records_arrive_in_offset_order_and_commits_carry_offset_and_metadata(cl
     assert member.source.committed(p) is None
     member.source.commit({p: (7, '{"watermark":1}')})
     assert member.source.committed(p) == 7
+    member.poll_until(lambda: bool(member.outcomes(p)))  # librdkafka answers in a later poll
+    assert member.outcomes(p) == [(7, None)]
     member.source.close()
     again = Member(s, "g-commit")  # a new member of the group starts at the committed offset
     again.poll_until(lambda: len(again.received) >= 3)
@@ -130,3 +141,48 @@ def test_an_unreachable_broker_is_unavailable_not_a_hang(client_settings: Settin
     with pytest.raises(Unavailable):
         kafka_io.dead_letters(s).send_all([{"x": 1}])
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.slow
+def test_a_commit_never_waits_out_a_broker_outage_and_is_answered(client_settings: Settings) -> None:
+    """The broker stops (a controlled shutdown, then nothing) and comes back while commits are sent every 0.1 s.
+    No commit call may block longer than the client's bound: librdkafka's synchronous commit sent during the
+    shutdown waited for the broker's return, and once, in CI, for good. After
+    the outage they succeed again."""
+    from deploy import kafka
+
+    s = client_settings
+    if not s.local_kafka or not kafka.is_running(s):
+        pytest.skip("Kafka is not the local broker managed by deploy/kafka.py")
+    produce(s, 10)
+    p = partition_of(s, "contract-0001")
+    member = Member(s, "g-outage")
+    member.poll_until(lambda: len(member.received) >= 10)
+
+    def outage() -> None:
+        kafka.stop(s)
+        try:
+            time.sleep(12)  # past the session timeout: the member comes back to a group that dropped it
+        finally:
+            bring_back(s, "kafka")
+
+    stopper = threading.Thread(target=outage)
+    stopper.start()
+    longest, offset = 0.0, 0
+    while stopper.is_alive():
+        offset += 1
+        started = time.monotonic()
+        member.source.commit({p: (offset % 10, "{}")})
+        longest = max(longest, time.monotonic() - started)
+        member.received += member.source.poll(0.1, 10)
+    stopper.join()
+    assert longest < 11, f"a commit call blocked {longest:.1f} s"  # kafka-python: its 10 s timeout at most
+    last = offset % 10
+    deadline = time.monotonic() + 90
+    while (last, None) not in member.outcomes(p):  # the group is rejoined, then a commit succeeds
+        assert time.monotonic() < deadline, member.outcomes(p)[-5:]
+        member.received += member.source.poll(0.2, 10)
+        if member.source.assignment() and not [a for a in member.answers[-1:] if a.error is None]:
+            member.source.commit({p: (last, "{}")})
+    assert any(error is not None for _, error in member.outcomes(p))  # the outage was seen, not slept through
+    member.source.close()

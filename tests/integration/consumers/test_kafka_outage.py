@@ -1,6 +1,6 @@
-"""Kafka stopped and started again while the workers run: they pause, reconnect and resume by themselves, and
-the final rows equal the uninterrupted reference. In a file of its own (about a minute) so test_workers.py stays
-under three minutes."""
+"""Kafka stopped and started again while the workers run: they pause, reconnect and resume by themselves, the
+final rows equal the uninterrupted reference, and every record is committed in the end. In a file of its own (about
+a minute) so test_workers.py stays under three minutes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from eventpipe.settings import Settings
 
 from .conftest import Workers, bring_back, wait_until
-from .streams import SEED_END, SEED_START, Producer, event, random_events, random_joins
+from .streams import SEED_END, SEED_START, Producer, event, random_events, random_joins, uncommitted
 from .test_workers import _checkpoints, ch, converged
 
 
@@ -48,4 +48,8 @@ def test_kafka_outage_mid_stream_loses_and_doubles_nothing(isolated_settings: Se
         converged(s, worker, workers, timeout_s=120)
     db = ch(s)
     assert wait_until(lambda: db.execute("SELECT count() FROM dead_letters_final"), workers=workers) == [(1,)]
+    for worker, topic in (("events", s.topic_events), ("sessions", s.topic_events), ("joins", s.topic_joins),
+                          ("deadletters", s.topic_deadletter)):  # and the commits went on after the outage
+        group = f"{s.topic_prefix}.{worker}"
+        wait_until(lambda: not uncommitted(s, group, topic), what=f"{worker} to commit everything", workers=workers)
     assert all(p.poll() is None for p in workers.procs), "a worker died during the outage"

@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any, Callable
 
 from consumers.errors import Unavailable
+from consumers.kafka_io import CommitOutcome
 from consumers.processors import Message
 from consumers.state import CHECKPOINT_KEY, Checkpoint, Restored
 from eventpipe.codec import EVENT
@@ -43,6 +44,8 @@ class FakeSource:
         self.paused: set[int] = set()
         self.commits: dict[int, tuple[int, str]] = {}
         self.commit_fails = False
+        self.answers: list[CommitOutcome] = []
+        self.answer_later = False  # hold the answers back (a commit on its way)
         self.on_assigned: Callable[[list[int]], None] = lambda p: None
         self.on_revoked: Callable[[list[int]], None] = lambda p: None
 
@@ -73,10 +76,20 @@ class FakeSource:
         return out
 
     def commit(self, offsets: dict[int, tuple[int, str]]) -> None:
+        """Answered at once, like kafka-python's (librdkafka's answer comes in a later poll: ``answer_later``)."""
+        sent = {p: o for p, (o, _) in offsets.items()}
         if self.commit_fails:
-            raise Unavailable("kafka down")
+            self.answers.append(CommitOutcome(sent, Unavailable("kafka down")))
+            return
         self.journal.append(("commit", dict(offsets)))
         self.commits.update(offsets)
+        self.answers.append(CommitOutcome(sent))
+
+    def commit_outcomes(self) -> list[CommitOutcome]:
+        if self.answer_later:
+            return []
+        answers, self.answers = self.answers, []
+        return answers
 
     def committed(self, partition: int) -> int | None:
         return self.commits[partition][0] if partition in self.commits else None

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from consumers.errors import LostPartitions, Unavailable
+from consumers.kafka_io import CommitOutcome
 from consumers.processors import EventsSink, SessionsWorker
 from consumers.worker import Worker
 from eventpipe.settings import Settings
@@ -198,3 +200,47 @@ def test_batch_size_does_not_change_the_final_rows(batch_rows: int) -> None:
         source.produce(0, event_bytes(action, SEED_START + dt, event_id=f"e{i % 4}" if i < 4 else "e1"))
     run(worker, steps=10)
     assert sessions_final(store) == {("acc", "APPSTART", "8nc92io9q"): ("closed", SEED_START, SEED_END, 106, 2)}
+
+
+def test_a_failed_commit_is_sent_again_after_a_backoff_and_nothing_is_rewritten() -> None:
+    worker, source, _, _, journal = make(worker_cls=EventsSink)
+    source.produce(0, event_bytes("START", SEED_START, event_id="s"))
+    source.commit_fails = True
+    run(worker, steps=2)
+    assert not source.commits and worker.uncommitted == {0: (1, '{"watermark":0}')} and not worker.sent
+    source.commit_fails = False
+    run(worker, steps=6, advance_s=3)
+    assert source.commits == {0: (1, '{"watermark":0}')} and not worker.uncommitted and not worker.sent
+    assert [e[0] for e in journal].count("insert") == 1
+
+
+def test_an_answer_that_comes_later_is_taken_in_and_a_newer_commit_wins_over_a_failed_older_one() -> None:
+    worker, source, _, _, journal = make(worker_cls=EventsSink)
+    source.answer_later = True  # librdkafka: the answer arrives in a later poll
+    source.produce(0, event_bytes("START", SEED_START, event_id="a"))
+    run(worker, steps=2)
+    assert worker.sent == {0: (1, '{"watermark":0}')}
+    source.answers = [CommitOutcome({0: 1}, Unavailable("coordinator away"))]  # that commit failed after all
+    source.produce(0, event_bytes("START", SEED_START, event_id="b"))
+    run(worker, steps=2)  # a newer commit went out before the old one's answer
+    assert worker.sent == {0: (2, '{"watermark":0}')}
+    commits = [e for e in journal if e[0] == "commit"]
+    source.answer_later = False  # both answers arrive: the failure of 1, then the success of 2
+    run(worker, steps=4, advance_s=3)
+    assert not worker.uncommitted and not worker.sent
+    assert [e for e in journal if e[0] == "commit"] == commits  # the failed 1 was not sent again
+
+
+def test_a_commit_refused_after_a_rebalance_or_of_a_revoked_partition_is_not_sent_again() -> None:
+    worker, source, _, _, _ = make(worker_cls=EventsSink, partitions=(0, 1))
+    source.answer_later = True
+    source.produce(0, event_bytes("START", SEED_START, event_id="a"))
+    source.produce(1, event_bytes("START", SEED_START, event_id="b"))
+    run(worker, steps=2)
+    assert set(worker.sent) == {0, 1}
+    source.rebalance([0])  # partition 1 went to another member while its commit was on its way
+    source.answers = [CommitOutcome({0: 1}, LostPartitions("generation changed")),
+                      CommitOutcome({1: 1}, Unavailable("coordinator away"))]
+    source.answer_later = False
+    run(worker, steps=3, advance_s=3)
+    assert not worker.uncommitted and not worker.sent
