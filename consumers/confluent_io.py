@@ -18,6 +18,7 @@ from typing import Callable
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from eventpipe.codec import DEAD_LETTER
+from eventpipe.librdkafka import RECOVERY
 from eventpipe.settings import Settings
 
 from .errors import Fenced, LostPartitions, Unavailable
@@ -68,8 +69,7 @@ class ConfluentSource:
             # waited for records half of the time (a drain of 131 072 records with 20 µs of work each: 26 k/s,
             # 38–40 k/s with 1 ms, as without the cap).
             "queued.max.messages.kbytes": 8192, "queued.min.messages": 10_000, "fetch.queue.backoff.ms": 1,
-            "reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 1_000,
-            "error_cb": _log_error, "logger": log, "on_commit": self._answered,
+            **RECOVERY, "error_cb": _log_error, "logger": log, "on_commit": self._answered,
         })
         self._on_assigned, self._on_revoked = on_assigned, on_revoked
         self._outcomes: list[CommitOutcome] = []
@@ -208,7 +208,7 @@ class ConfluentDeadLetters:
                 raise Unavailable(f"Kafka at {self.settings.kafka_bootstrap} does not accept connections")
             self.producer = Producer({
                 "bootstrap.servers": self.settings.kafka_bootstrap, "acks": "all", "enable.idempotence": True,
-                "partitioner": "murmur2_random", "linger.ms": 5, "message.timeout.ms": 15_000,
+                "partitioner": "murmur2_random", "linger.ms": 5, "message.timeout.ms": 15_000, **RECOVERY,
                 "error_cb": _log_error, "logger": log})
         errors: list[KafkaError] = []
 

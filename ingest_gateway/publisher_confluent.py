@@ -20,6 +20,8 @@ from typing import Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from eventpipe.librdkafka import RECOVERY
+
 from .publisher import PublishUnavailable
 from .records import Message
 
@@ -71,9 +73,7 @@ class ConfluentPublisher:
             # buffered records for long; the client got its 503 long before.
             "message.timeout.ms": max(timeout_ms, 5_000) + 30_000,
             "socket.connection.setup.timeout.ms": max(timeout_ms, 1_000),
-            # Come back quickly when Kafka returns.
-            "reconnect.backoff.ms": 50,
-            "reconnect.backoff.max.ms": 1_000,
+            **RECOVERY,
             "retry.backoff.ms": 100,
             "error_cb": lambda error: self._on_error(producer_box[0] if producer_box else None, error),
             "logger": log,
