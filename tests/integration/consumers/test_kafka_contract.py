@@ -176,7 +176,8 @@ def test_a_commit_never_waits_out_a_broker_outage_and_is_answered(client_setting
         longest = max(longest, time.monotonic() - started)
         member.received += member.source.poll(0.1, 10)
     stopper.join()
-    assert longest < 11, f"a commit call blocked {longest:.1f} s"  # kafka-python: its 10 s timeout at most
+    # kafka-python: its 10 s timeout and some slack; a commit that waits for the broker blocks 15 s or more here
+    assert longest < 13, f"a commit call blocked {longest:.1f} s"
     last = offset % 10
     deadline = time.monotonic() + 90
     while (last, None) not in member.outcomes(p):  # the group is rejoined, then a commit succeeds
