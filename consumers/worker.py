@@ -358,6 +358,9 @@ class Worker:
             self.garbage[p] = max(0, restored.rows_read - restored.count)  # rows read to no purpose
             self.live[p] = restored.count
             self.positions[p] = offset or 0
+            if restored.checkpoint:  # written, so committed too: the last commit before it may have been refused
+                # (a rebalance), and nothing newer comes to commit while the partition stays idle
+                self.uncommitted.setdefault(p, (offset, f'{{"watermark":{restored.checkpoint.watermark}}}'))
             self.unrestored.discard(p)
             if not self.paused:
                 self.source.resume([p])

@@ -244,3 +244,17 @@ def test_a_commit_refused_after_a_rebalance_or_of_a_revoked_partition_is_not_sen
     source.answer_later = False
     run(worker, steps=3, advance_s=3)
     assert not worker.uncommitted and not worker.sent
+
+
+def test_a_restored_checkpoint_is_committed_even_if_nothing_more_comes() -> None:
+    worker, source, store, publisher, _ = make()
+    source.produce(0, event_bytes("START", SEED_START, event_id="s"))
+    run(worker)
+    source.commits.clear()  # the last commit was refused (a rebalance): the checkpoint says 1, Kafka nothing
+    settings = worker.settings
+    second = Worker(settings, SessionsWorker(settings), store, publisher, clock=FakeClock(),
+                    source_factory=source.factory)
+    second.source = second.connect()
+    source.rebalance([0])
+    run(second)  # the partition stays idle
+    assert source.commits == {0: (1, '{"watermark":1365772427}')}
