@@ -180,7 +180,7 @@ class ConfluentSource:
         def leave() -> None:
             try:
                 self.consumer.close()
-            except KafkaException as exc:  # transient: leaving politely failed; the session times out instead
+            except (KafkaException, RuntimeError) as exc:  # transient, or closed already: the session times out
                 log.warning("closing the Kafka consumer failed", extra={"error": str(exc)})
 
         closing = threading.Thread(target=leave, name="kafka-close", daemon=True)

@@ -33,6 +33,7 @@ POLL_MAX_S = 0.5          # longest single poll: bounds how fast SIGTERM and ret
 SHUTDOWN_FLUSH_S = 20.0   # on SIGTERM, how long to keep retrying the last flush before exiting uncommitted
 OBSERVE_EVERY_S = 1.0     # gauges (lag, open keys) are refreshed at least this often, even when idle or paused
 REFRESH_PAUSED_S = 10.0   # while paused, end offsets come from the broker at most this often
+REJOIN_AFTER_S = 60.0     # without an assignment this long while Kafka answers: join again with a new consumer
 
 
 class Worker:
@@ -54,6 +55,7 @@ class Worker:
         self.positions: dict[int, int] = {}         # next offset to read, for the lag gauge
         self.uncommitted: dict[int, tuple[int, str]] = {}  # written to ClickHouse, commit still to send
         self.sent: dict[int, tuple[int, str]] = {}  # commits sent, not answered yet (a failed one is sent again)
+        self.joining_since: float | None = None     # since when the member waits for an assignment
         self.floors: dict[int, int] = {}            # compaction floor per partition (state.py)
         self.garbage: dict[int, int] = {}           # state rows written (or found stale) since then
         self.live: dict[int, int] = {}              # live states at the last restore or compaction
@@ -74,6 +76,7 @@ class Worker:
             log.info("stopped before Kafka answered")
             return
         self.source = source
+        self.joining_since = self.clock.time()
         log.info("started", extra={"group": self.group, "topic": self.processor.topic})
         while self.running:
             self.step()
@@ -114,6 +117,7 @@ class Worker:
             metrics.RECORDS.labels(self.name, name).inc(count)
         if messages or now - self.observed_at >= OBSERVE_EVERY_S:
             self.observe()
+            self.rejoin_if_stuck(now)
             self.observed_at = now
 
     def look_up(self, messages: list) -> bool:
@@ -298,6 +302,7 @@ class Worker:
     def on_assigned(self, partitions: list[int]) -> None:
         """Rebalance callback (inside poll): stateful workers hold new partitions until their state is back."""
         log.info("partitions assigned", extra={"partitions": partitions})
+        self.joining_since = None  # even with none: a member of a group with more members than partitions
         if self.processor.stateful and partitions:
             self.unrestored.update(partitions)
             self.source.pause(partitions)
@@ -309,6 +314,7 @@ class Worker:
         """Rebalance callback (inside poll): flush and commit, then forget the partitions. If the flush cannot
         be done now, the batch is dropped uncommitted — the next owner reads it again."""
         log.info("partitions revoked", extra={"partitions": partitions})
+        self.joining_since = self.clock.time()  # eager rebalancing: everything goes, then the new assignment comes
         if self.batch.records and not self.flush():
             log.warning("dropping an unwritten batch on revocation; it will be re-read",
                         extra={"records": self.batch.records})
@@ -370,6 +376,25 @@ class Worker:
                                                   if restored.checkpoint else 0})
         self.restore_backoff.reset()
         metrics.OPEN_KEYS.labels(self.name).set(self.processor.open_keys())
+
+    def rejoin_if_stuck(self, now: float) -> None:
+        """Start over with a new consumer when the member has waited ``REJOIN_AFTER_S`` for an assignment while
+        Kafka accepts connections. librdkafka 2.16 sometimes never rejoins after its broker restarted: its
+        requests to the group coordinator stay queued ("REQTMOUT … GroupCoordinator … out-queue", every minute).
+        Blocks up to the old consumer's close and the new one's join."""
+        if self.joining_since is None or now - self.joining_since < REJOIN_AFTER_S:
+            return
+        if not kafka_io.reachable(self.settings.kafka_bootstrap):
+            self.joining_since = now  # Kafka is away: waiting for it is right
+            return
+        log.warning("no assignment although Kafka answers; joining again with a new consumer",
+                    extra={"waited_s": round(now - self.joining_since, 1)})
+        metrics.FAILURES.labels(self.name, "rejoin").inc()
+        self.source.close()
+        source = self.connect()
+        if source is None:  # stopped meanwhile
+            return
+        self.source, self.sent, self.joining_since = source, {}, self.clock.time()
 
     # --- start and stop --------------------------------------------------------------------------------------
     def connect(self) -> Source | None:

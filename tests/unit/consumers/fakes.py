@@ -46,11 +46,13 @@ class FakeSource:
         self.commit_fails = False
         self.answers: list[CommitOutcome] = []
         self.answer_later = False  # hold the answers back (a commit on its way)
+        self.joins = 0  # consumers made (the worker joins the group again with a new one when stuck)
         self.on_assigned: Callable[[list[int]], None] = lambda p: None
         self.on_revoked: Callable[[list[int]], None] = lambda p: None
 
     def factory(self, settings: Any, group: str, topic: str, on_assigned: Callable, on_revoked: Callable) -> "FakeSource":
         self.on_assigned, self.on_revoked = on_assigned, on_revoked
+        self.joins += 1
         return self
 
     def produce(self, partition: int, value: bytes) -> None:

@@ -258,3 +258,32 @@ def test_a_restored_checkpoint_is_committed_even_if_nothing_more_comes() -> None
     source.rebalance([0])
     run(second)  # the partition stays idle
     assert source.commits == {0: (1, '{"watermark":1365772427}')}
+
+
+def test_a_member_left_without_an_assignment_while_kafka_answers_joins_again(monkeypatch) -> None:
+    from consumers import kafka_io
+
+    answers = [False]
+    monkeypatch.setattr(kafka_io, "reachable", lambda bootstrap, timeout_s=2.0: answers[0])
+    worker, source, _, _, _ = make(worker_cls=EventsSink)
+    assert source.joins == 1
+    source.on_revoked(list(source.assigned))  # the session timed out while the broker was away...
+    source.assigned = []
+    run(worker, steps=8, advance_s=10)  # ...and it still is: waiting for Kafka is right
+    assert source.joins == 1
+    answers[0] = True  # Kafka is back, yet no assignment comes
+    run(worker, steps=8, advance_s=10)
+    assert source.joins == 2 and worker.joining_since is not None
+    source.rebalance([0])  # the new consumer is assigned
+    run(worker, steps=10, advance_s=10)
+    assert source.joins == 2 and worker.joining_since is None
+
+
+def test_a_member_assigned_nothing_does_not_join_again(monkeypatch) -> None:
+    from consumers import kafka_io
+
+    monkeypatch.setattr(kafka_io, "reachable", lambda bootstrap, timeout_s=2.0: True)
+    worker, source, _, _, _ = make(worker_cls=EventsSink)
+    source.rebalance([])  # more members than partitions: an empty assignment is an assignment
+    run(worker, steps=20, advance_s=10)
+    assert source.joins == 1
