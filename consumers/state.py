@@ -91,6 +91,10 @@ class Checkpoint:
         return json.dumps({"watermark": self.watermark, "next_offset": self.next_offset, "floor": self.floor},
                           separators=(",", ":")).encode()
 
+    def kafka_commit(self) -> tuple[int, str]:
+        """The Kafka commit of this checkpoint: its next offset, with the watermark as metadata (informational)."""
+        return self.next_offset, f'{{"watermark":{self.watermark}}}'
+
     @classmethod
     def decode(cls, raw: bytes) -> "Checkpoint":
         """Raises ValueError/KeyError on a row that is not a checkpoint (a bug or a hand-edited table)."""

@@ -21,7 +21,7 @@ from eventpipe.settings import Settings
 from . import metrics
 from .batch import Backoff, Batch, Clock, SystemClock
 from .clickhouse_io import ClickHouseStore
-from .errors import LostPartitions, Unavailable
+from .errors import Unavailable
 from . import kafka_io
 from .kafka_io import DeadLetters, Source, SourceFactory
 from .processors import Processor
@@ -216,7 +216,7 @@ class Worker:
         self.write_backoff.reset()
         if self.paused:
             self.set_paused(False)
-        self.commit({p: (c.next_offset, f'{{"watermark":{c.watermark}}}') for p, c in checkpoints.items()})
+        self.commit({p: c.kafka_commit() for p, c in checkpoints.items()})
         if proc.stateful:
             for p, c in checkpoints.items():
                 if compaction_due(self.garbage.get(p, 0), self.live.get(p, 0),
@@ -261,20 +261,21 @@ class Worker:
         commit is sent again (unless a newer one is on its way), or the next owner of the partition replays
         idempotently / seeks to the checkpoint."""
         for outcome in self.source.commit_outcomes():
+            retry = isinstance(outcome.error, Unavailable)  # else committed, or LostPartitions: not ours now
             if outcome.error is None:
                 metrics.COMMITS.labels(self.name).inc()
                 for p, offset in outcome.offsets.items():
                     metrics.COMMITTED.labels(self.name, self.processor.topic, str(p)).set(offset)
-            elif isinstance(outcome.error, LostPartitions):
-                log.info("commit refused after a rebalance; the new owner takes over",
-                         extra={"error": str(outcome.error)})
-            else:
+            elif retry:
                 metrics.FAILURES.labels(self.name, "commit").inc()
                 self.write_retry_at = self.clock.time() + self.write_backoff.next_delay()
                 log.warning("commit failed; will retry", extra={"error": str(outcome.error)})
+            else:
+                log.info("commit refused after a rebalance; the new owner takes over",
+                         extra={"error": str(outcome.error)})
             for p, offset in outcome.offsets.items():
                 if p in self.sent and self.sent[p][0] == offset:  # the latest sent: answered now
-                    if outcome.error is not None and not isinstance(outcome.error, LostPartitions):
+                    if retry:
                         self.uncommitted.setdefault(p, self.sent[p])
                     del self.sent[p]
 
@@ -366,7 +367,7 @@ class Worker:
             self.positions[p] = offset or 0
             if restored.checkpoint:  # written, so committed too: the last commit before it may have been refused
                 # (a rebalance), and nothing newer comes to commit while the partition stays idle
-                self.uncommitted.setdefault(p, (offset, f'{{"watermark":{restored.checkpoint.watermark}}}'))
+                self.uncommitted.setdefault(p, restored.checkpoint.kafka_commit())
             self.unrestored.discard(p)
             if not self.paused:
                 self.source.resume([p])
